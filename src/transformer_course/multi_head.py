@@ -1,0 +1,94 @@
+"""Chapter 02: multi-head attention, built on chapter 01's scaled dot-product attention.
+
+One module serves self-attention (query = key = value), cross-attention (keys and values
+from another sequence) and causal attention (a causal mask).
+"""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from transformer_course.attention import scaled_dot_product_attention
+
+
+def split_heads(x: Tensor, n_heads: int) -> Tensor:
+    """Split the model dimension into heads.
+
+    Args:
+        x: ``(B, L, D)`` with ``D`` divisible by ``n_heads``.
+        n_heads: number of heads ``H``.
+
+    Returns:
+        ``(B, H, L, D // H)``: head ``h`` holds features ``h*Dh .. (h+1)*Dh - 1``.
+    """
+    ### BEGIN SOLUTION
+    batch, length, d_model = x.shape
+    return x.view(batch, length, n_heads, d_model // n_heads).transpose(1, 2)
+    ### END SOLUTION
+
+
+def merge_heads(x: Tensor) -> Tensor:
+    """Inverse of :func:`split_heads`.
+
+    Args:
+        x: ``(B, H, L, Dh)``.
+
+    Returns:
+        ``(B, L, H * Dh)``, the heads concatenated feature-wise.
+    """
+    ### BEGIN SOLUTION
+    batch, n_heads, length, d_head = x.shape
+    return x.transpose(1, 2).reshape(batch, length, n_heads * d_head)
+    ### END SOLUTION
+
+
+class MultiHeadAttention(nn.Module):
+    """Multi-head attention with separate query, key, value and output projections.
+
+    Args:
+        d_model: model width ``D``; must be divisible by ``n_heads``.
+        n_heads: number of heads ``H``; each works in ``D // H`` dimensions.
+        dropout: dropout on the attention weights (training only).
+        bias: whether the four projections have biases.
+
+    After a forward pass, ``self.attn_weights`` holds the ``(B, H, L_q, L_k)`` weights.
+    """
+
+    def __init__(self, d_model: int, n_heads: int, dropout: float = 0.0, bias: bool = True):
+        super().__init__()
+        if d_model % n_heads:
+            raise ValueError(f"d_model={d_model} must be divisible by n_heads={n_heads}")
+        self.d_model, self.n_heads = d_model, n_heads
+        ### BEGIN SOLUTION
+        self.w_q = nn.Linear(d_model, d_model, bias=bias)
+        self.w_k = nn.Linear(d_model, d_model, bias=bias)
+        self.w_v = nn.Linear(d_model, d_model, bias=bias)
+        self.w_o = nn.Linear(d_model, d_model, bias=bias)
+        self.dropout = nn.Dropout(dropout)
+        ### END SOLUTION
+        self.attn_weights: Tensor | None = None
+
+    def forward(self, query: Tensor, key: Tensor, value: Tensor, mask: Tensor | None = None) -> Tensor:
+        """Attend from ``query`` to ``key``/``value``.
+
+        Args:
+            query: ``(B, L_q, D)``.
+            key, value: ``(B, L_k, D)``.
+            mask: bool, True = may attend; ``(L_q, L_k)``, ``(B, L_q, L_k)`` or
+                ``(B, 1, L_k)``.
+
+        Returns:
+            ``(B, L_q, D)``.
+        """
+        ### BEGIN SOLUTION
+        q = split_heads(self.w_q(query), self.n_heads)
+        k = split_heads(self.w_k(key), self.n_heads)
+        v = split_heads(self.w_v(value), self.n_heads)
+        if mask is not None and mask.dim() == 3:
+            mask = mask.unsqueeze(1)  # (B, 1, L_q or 1, L_k): the same mask for every head
+        out, weights = scaled_dot_product_attention(q, k, v, mask)
+        self.attn_weights = weights.detach()
+        if self.dropout.p > 0 and self.training:
+            out = self.dropout(weights) @ v
+        return self.w_o(merge_heads(out))
+        ### END SOLUTION

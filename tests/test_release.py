@@ -1,0 +1,83 @@
+"""One source of truth: solutions/ and notebooks/ are generated from the reference code."""
+
+import inspect
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from transformer_course import attention
+from transformer_course.checks import check, exercises
+from transformer_course.release import (
+    BEGIN,
+    END,
+    release,
+    strip_markers,
+    stub_solutions,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_stub_replaces_each_region_keeping_indent():
+    source = f"def f(x):\n    '''Doc.'''\n    {BEGIN}\n    y = x + 1\n    return y\n    {END}\n"
+    assert stub_solutions(source, "f") == (
+        "def f(x):\n    '''Doc.'''\n    raise NotImplementedError(\"f: your code here\")"
+    )
+    assert strip_markers(source) == "def f(x):\n    '''Doc.'''\n    y = x + 1\n    return y"
+
+
+@pytest.mark.parametrize(
+    "bad", [f"{BEGIN}\nx\n", f"x\n{END}\n", f"{BEGIN}\n{BEGIN}\n{END}\n{END}\n"]
+)
+def test_unbalanced_markers_are_errors(bad):
+    with pytest.raises(ValueError):
+        stub_solutions(bad, "f")
+
+
+def test_solutions_and_notebooks_are_in_sync():
+    drift = release(ROOT, check=True)
+    assert not drift, f"run `make release`: {drift}"
+
+
+def test_every_exercise_appears_in_its_chapter_notebook():
+    for exercise in exercises():
+        path = ROOT / "solutions" / f"{exercise.chapter}.ipynb"
+        assert path.exists(), f"{exercise.chapter} has exercises but no solution notebook"
+        nb = nbformat.read(path, as_version=4)
+        refs = [c.metadata.get("reference", "") for c in nb.cells]
+        assert any(r.endswith("." + exercise.name) for r in refs), exercise.name
+        sources = [c.source for c in nb.cells if c.cell_type == "code"]
+        assert any(f"check({exercise.name})" in s for s in sources), f"no check cell for {exercise.name}"
+
+
+def test_no_committed_outputs():
+    for folder in ("solutions", "notebooks"):
+        for path in (ROOT / folder).glob("*.ipynb"):
+            nb = nbformat.read(path, as_version=4)
+            assert not any(c.get("outputs") for c in nb.cells if c.cell_type == "code"), path
+
+
+def _student_cells(chapter):
+    nb = nbformat.read(ROOT / "notebooks" / f"{chapter}.ipynb", as_version=4)
+    return [c for c in nb.cells if c.cell_type == "code"]
+
+
+@pytest.mark.parametrize("exercise", exercises(), ids=lambda e: e.name)
+def test_student_stub_checks_as_not_implemented(exercise):
+    """Run the student notebook's code cells (imports and exercise stubs, nothing else)
+    and check the stub: it must read "not implemented yet"."""
+    namespace: dict = {}
+    for cell in _student_cells(exercise.chapter):
+        if cell.metadata.get("reference") or cell.source.lstrip().startswith(("import", "from")):
+            exec(compile(cell.source, f"<{exercise.chapter}>", "exec"), namespace)
+    assert exercise.name in namespace, f"{exercise.name} is not defined by the student notebook"
+    result = check(namespace[exercise.name])
+    assert result.status == "not implemented", str(result)
+
+
+def test_solution_cells_show_the_reference_source():
+    nb = nbformat.read(ROOT / "solutions" / "01_attention.ipynb", as_version=4)
+    cell = next(c for c in nb.cells if c.metadata.get("reference") == "transformer_course.attention.softmax")
+    assert cell.source == strip_markers(inspect.getsource(attention.softmax).rstrip("\n"))
+    assert "hide-input" in cell.metadata["tags"]
