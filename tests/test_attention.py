@@ -60,7 +60,8 @@ def test_attention_equals_pytorch(shape_q, shape_kv, mask_kind):
     if mask is not None:
         scores = scores.masked_fill(~mask, float("-inf"))
     torch.testing.assert_close(weights, torch.softmax(scores, -1), rtol=0, atol=1e-12)
-    torch.testing.assert_close(attention_scores(q, k), torch.einsum("...qd,...kd->...qk", q, k) / math.sqrt(q.shape[-1]))
+    raw = torch.einsum("...qd,...kd->...qk", q, k)
+    torch.testing.assert_close(attention_scores(q, k), raw / math.sqrt(q.shape[-1]))
 
 
 def test_fully_masked_row_gives_zeros_not_nan():
