@@ -29,7 +29,7 @@ def test_solution_notebook_runs(path):
     errors = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
     assert not errors
     check_outputs = [
-        "".join(o.get("text", "") or o.get("data", {}).get("text/plain", "") for o in c.outputs)
+        "".join(o.data.get("text/plain", "") for o in c.outputs if o.output_type == "execute_result")
         for c in nb.cells
         if c.cell_type == "code" and c.source.startswith("check(")
     ]

@@ -6,6 +6,7 @@ from another sequence) and causal attention (a causal mask).
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor, nn
 
 from transformer_course.attention import scaled_dot_product_attention
@@ -23,6 +24,8 @@ def split_heads(x: Tensor, n_heads: int) -> Tensor:
     """
     ### BEGIN SOLUTION
     batch, length, d_model = x.shape
+    # (B, L, D) -> (B, L, H, Dh): cut each feature vector into H consecutive blocks;
+    # then swap L and H so that each head sees a whole (L, Dh) sequence of its own.
     return x.view(batch, length, n_heads, d_model // n_heads).transpose(1, 2)
     ### END SOLUTION
 
@@ -38,6 +41,8 @@ def merge_heads(x: Tensor) -> Tensor:
     """
     ### BEGIN SOLUTION
     batch, n_heads, length, d_head = x.shape
+    # Positions back in front of heads, then glue each position's H blocks together.
+    # reshape (not view): after the transpose the memory is no longer contiguous.
     return x.transpose(1, 2).reshape(batch, length, n_heads * d_head)
     ### END SOLUTION
 
@@ -51,7 +56,8 @@ class MultiHeadAttention(nn.Module):
         dropout: dropout on the attention weights (training only).
         bias: whether the four projections have biases.
 
-    After a forward pass, ``self.attn_weights`` holds the ``(B, H, L_q, L_k)`` weights.
+    After a forward pass, ``self.attn_weights`` holds the ``(B, H, L_q, L_k)`` weights
+    (detached, before dropout).
     """
 
     def __init__(self, d_model: int, n_heads: int, dropout: float = 0.0, bias: bool = True):
@@ -68,27 +74,65 @@ class MultiHeadAttention(nn.Module):
         ### END SOLUTION
         self.attn_weights: Tensor | None = None
 
-    def forward(self, query: Tensor, key: Tensor, value: Tensor, mask: Tensor | None = None) -> Tensor:
+    def forward(
+        self, query: Tensor, key: Tensor, value: Tensor, mask: Tensor | None = None
+    ) -> Tensor:
         """Attend from ``query`` to ``key``/``value``.
 
         Args:
             query: ``(B, L_q, D)``.
             key, value: ``(B, L_k, D)``.
             mask: bool, True = may attend; ``(L_q, L_k)``, ``(B, L_q, L_k)`` or
-                ``(B, 1, L_k)``.
+                ``(B, 1, L_k)`` (a 4-D mask is taken to have its head dimension already).
 
         Returns:
             ``(B, L_q, D)``.
         """
+        if mask is not None and mask.dtype != torch.bool:
+            raise TypeError(
+                f"mask must be a bool tensor (True = may attend), got {mask.dtype}; "
+                "for nn.MultiheadAttention-style masks (True = hidden) pass ~mask.bool()"
+            )
         ### BEGIN SOLUTION
-        q = split_heads(self.w_q(query), self.n_heads)
-        k = split_heads(self.w_k(key), self.n_heads)
-        v = split_heads(self.w_v(value), self.n_heads)
+        q = split_heads(self.w_q(query), self.n_heads)  # (B, H, L_q, Dh)
+        k = split_heads(self.w_k(key), self.n_heads)  # (B, H, L_k, Dh)
+        v = split_heads(self.w_v(value), self.n_heads)  # (B, H, L_k, Dh)
         if mask is not None and mask.dim() == 3:
             mask = mask.unsqueeze(1)  # (B, 1, L_q or 1, L_k): the same mask for every head
         out, weights = scaled_dot_product_attention(q, k, v, mask)
         self.attn_weights = weights.detach()
-        if self.dropout.p > 0 and self.training:
-            out = self.dropout(weights) @ v
+        if self.training and self.dropout.p > 0:
+            out = self.dropout(weights) @ v  # dropout acts on the weights, as in PyTorch
         return self.w_o(merge_heads(out))
         ### END SOLUTION
+
+
+def copy_to_torch(mha: MultiHeadAttention, target: nn.MultiheadAttention) -> nn.MultiheadAttention:
+    """Copy the weights of ``mha`` into PyTorch's ``nn.MultiheadAttention``.
+
+    PyTorch keeps the query, key and value projections stacked in one
+    ``in_proj_weight`` of shape ``(3 * D, D)`` (rows ``0..D-1`` for the query, then key,
+    then value) and calls the output projection ``out_proj``.
+
+    Args:
+        mha: the source module.
+        target: an ``nn.MultiheadAttention(D, H, bias=...)`` of the same width, heads
+            and bias setting, e.g. the ``self_attn`` of an ``nn.TransformerEncoderLayer``.
+
+    Returns:
+        ``target``, with its weights overwritten.
+    """
+    if (target.embed_dim, target.num_heads) != (mha.d_model, mha.n_heads):
+        raise ValueError(
+            f"target has embed_dim={target.embed_dim}, num_heads={target.num_heads}; "
+            f"expected {mha.d_model} and {mha.n_heads}"
+        )
+    if (target.in_proj_bias is None) != (mha.w_q.bias is None):
+        raise ValueError("source and target must agree on bias=True/False")
+    with torch.no_grad():
+        target.in_proj_weight.copy_(torch.cat([mha.w_q.weight, mha.w_k.weight, mha.w_v.weight]))
+        target.out_proj.weight.copy_(mha.w_o.weight)
+        if target.in_proj_bias is not None:
+            target.in_proj_bias.copy_(torch.cat([mha.w_q.bias, mha.w_k.bias, mha.w_v.bias]))
+            target.out_proj.bias.copy_(mha.w_o.bias)
+    return target

@@ -68,3 +68,116 @@ def plot_mask(mask: Tensor, ax: Axes | None = None, title: str | None = None) ->
     if title:
         ax.set_title(title)
     return ax
+
+
+def plot_heads(
+    weights: Tensor,
+    query_labels: Sequence[str] | None = None,
+    key_labels: Sequence[str] | None = None,
+    title: str | None = None,
+    annotate: bool | None = None,
+) -> list[Axes]:
+    """One attention heatmap per head, side by side.
+
+    Args:
+        weights: ``(H, L_q, L_k)`` attention weights of one sequence (e.g.
+            ``mha.attn_weights[0]``).
+        query_labels, key_labels: tick labels, e.g. the tokens.
+        title: figure title.
+        annotate: as for :func:`plot_attention`.
+
+    Returns:
+        The axes, one per head.
+    """
+    weights = torch.as_tensor(weights).detach().float().cpu()
+    if weights.dim() != 3:
+        raise ValueError(f"plot_heads takes (H, L_q, L_k) weights, got shape {tuple(weights.shape)}")
+    n_heads, n_q, n_k = weights.shape
+    size = max(2.5, 0.4 * max(n_q, n_k) + 1.0)
+    fig, axes = plt.subplots(1, n_heads, figsize=(n_heads * (size + 0.8), size), squeeze=False)
+    for h, ax in enumerate(axes[0]):
+        plot_attention(weights[h], query_labels, key_labels, ax=ax, title=f"head {h}",
+                       annotate=annotate)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return list(axes[0])
+
+
+def plot_feature_grid(
+    positions: Tensor, features: Tensor, d_head: int, ax: Axes | None = None,
+    title: str | None = None,
+) -> Axes:
+    """Draw a 2-D slice of an activation tensor as a grid of labelled cells, to follow
+    where each entry goes through a reshape.
+
+    Each cell shows which position ``t`` and feature ``f`` of the original ``(L, D)``
+    input it holds, coloured by the head that feature belongs to (``f // d_head``).
+
+    Args:
+        positions, features: ``(R, C)`` integer tensors: the origin of each cell.
+        d_head: features per head, for the colours.
+        ax: axes to draw on; a new figure when None.
+        title: axes title.
+    """
+    positions, features = torch.as_tensor(positions).cpu(), torch.as_tensor(features).cpu()
+    if positions.shape != features.shape or positions.dim() != 2:
+        raise ValueError("positions and features must be 2-D tensors of the same shape")
+    rows, cols = positions.shape
+    if ax is None:
+        _, ax = plt.subplots(figsize=(0.6 * cols + 1, 0.45 * rows + 1))
+    heads = (features // d_head).float()
+    ax.imshow(heads, cmap="Pastel1", vmin=0, vmax=8, aspect="auto")
+    for r in range(rows):
+        for c in range(cols):
+            ax.text(c, r, f"t{int(positions[r, c])}\nf{int(features[r, c])}", ha="center",
+                    va="center", fontsize=7, linespacing=0.9)
+    ax.set_xticks(range(cols))
+    ax.set_yticks(range(rows))
+    if title:
+        ax.set_title(title, fontsize=9)
+    return ax
+
+
+def plot_similarity(
+    matrix: Tensor,
+    row_labels: Sequence[str] | None = None,
+    col_labels: Sequence[str] | None = None,
+    ax: Axes | None = None,
+    title: str | None = None,
+    vmin: float | None = None,
+    vmax: float = 1.0,
+) -> Axes:
+    """Heatmap of a similarity matrix (e.g. cosine similarities), every value written
+    in its cell.
+
+    Args:
+        matrix: ``(N, M)`` similarities.
+        row_labels, col_labels: tick labels.
+        ax: axes to draw on; a new figure when None.
+        title: axes title.
+        vmin, vmax: colour range; ``vmin`` defaults to the smallest value.
+
+    Returns:
+        The axes drawn on.
+    """
+    matrix = torch.as_tensor(matrix).detach().float().cpu()
+    if matrix.dim() != 2:
+        raise ValueError(f"plot_similarity takes one (N, M) matrix, got shape {tuple(matrix.shape)}")
+    n, m = matrix.shape
+    if ax is None:
+        _, ax = plt.subplots(figsize=(0.6 * m + 3, 0.5 * n + 1.5))
+    low = float(matrix.min()) if vmin is None else vmin
+    image = ax.imshow(matrix, cmap="magma", vmin=low, vmax=vmax)
+    ax.figure.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
+    ax.set_xticks(range(m), col_labels if col_labels is not None else range(m), rotation=90)
+    ax.set_yticks(range(n), row_labels if row_labels is not None else range(n))
+    middle = (low + vmax) / 2
+    for i in range(n):
+        for j in range(m):
+            value = float(matrix[i, j])
+            ax.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=7,
+                    color="black" if value > middle else "white")
+    if title:
+        ax.set_title(title)
+    return ax

@@ -1,0 +1,124 @@
+"""Chapter 02 reference: head reshapes, and equality with torch.nn.MultiheadAttention."""
+
+import pytest
+import torch
+from torch import nn
+
+from transformer_course.attention import causal_mask, padding_mask, scaled_dot_product_attention
+from transformer_course.multi_head import (
+    MultiHeadAttention,
+    copy_to_torch,
+    merge_heads,
+    split_heads,
+)
+
+
+def test_split_heads_gives_each_head_a_block_of_features():
+    x = torch.randn(2, 5, 12)
+    heads = split_heads(x, 3)
+    assert heads.shape == (2, 3, 5, 4)
+    for h in range(3):
+        torch.testing.assert_close(heads[:, h], x[..., 4 * h : 4 * (h + 1)], rtol=0, atol=0)
+    torch.testing.assert_close(merge_heads(heads), x, rtol=0, atol=0)
+
+
+def test_merge_heads_concatenates_heads_per_position():
+    x = torch.randn(2, 3, 4, 5)
+    merged = merge_heads(x)
+    assert merged.shape == (2, 4, 15)
+    torch.testing.assert_close(merged, torch.cat(list(x.unbind(1)), dim=-1), rtol=0, atol=0)
+
+
+def test_multi_head_equals_one_attention_per_head():
+    """Each head is ordinary attention with its own slice of the projections."""
+    torch.manual_seed(0)
+    mha = MultiHeadAttention(12, 3).double().eval()
+    x = torch.randn(2, 5, 12, dtype=torch.float64)
+    heads = []
+    for h in range(3):
+        rows = slice(4 * h, 4 * (h + 1))
+        q = x @ mha.w_q.weight[rows].T + mha.w_q.bias[rows]
+        k = x @ mha.w_k.weight[rows].T + mha.w_k.bias[rows]
+        v = x @ mha.w_v.weight[rows].T + mha.w_v.bias[rows]
+        heads.append(scaled_dot_product_attention(q, k, v)[0])
+    expected = mha.w_o(torch.cat(heads, dim=-1))
+    torch.testing.assert_close(mha(x, x, x), expected, rtol=0, atol=1e-12)
+
+
+def _torch_pair(d_model, n_heads, bias=True):
+    ours = MultiHeadAttention(d_model, n_heads, bias=bias).double().eval()
+    theirs = nn.MultiheadAttention(d_model, n_heads, bias=bias, batch_first=True).double().eval()
+    return ours, copy_to_torch(ours, theirs)
+
+
+@pytest.mark.parametrize("kind", ["self", "cross", "causal", "padding", "per-query", "no-bias"])
+def test_equals_torch_multihead_attention(kind):
+    g = torch.Generator().manual_seed(1)
+    torch.manual_seed(1)
+    batch, l_q, l_k, d_model, n_heads = 3, 4, 6, 16, 4
+    if kind in ("self", "causal", "no-bias"):
+        l_k = l_q
+    ours, theirs = _torch_pair(d_model, n_heads, bias=kind != "no-bias")
+    query = torch.randn(batch, l_q, d_model, generator=g, dtype=torch.float64)
+    key = query if l_k == l_q else torch.randn(batch, l_k, d_model, generator=g, dtype=torch.float64)
+    value = key if l_k == l_q else torch.randn(batch, l_k, d_model, generator=g, dtype=torch.float64)
+    mask, torch_kwargs = None, {}
+    if kind == "causal":
+        mask = causal_mask(l_q)
+        torch_kwargs["attn_mask"] = ~mask  # PyTorch: True = hidden
+    elif kind == "padding":
+        mask = padding_mask(torch.tensor([6, 2, 5]), l_k)  # (B, 1, L_k)
+        torch_kwargs["key_padding_mask"] = ~mask[:, 0]  # (B, L_k), True = padding
+    elif kind == "per-query":
+        mask = torch.rand(batch, l_q, l_k, generator=g) < 0.6
+        mask[..., 0] = True  # no query with every key hidden
+        # PyTorch takes a per-batch mask as (B * H, L_q, L_k), batch-major.
+        torch_kwargs["attn_mask"] = ~mask.repeat_interleave(n_heads, dim=0)
+    out = ours(query, key, value, mask)
+    expected, expected_weights = theirs(
+        query, key, value, need_weights=True, average_attn_weights=False, **torch_kwargs
+    )
+    torch.testing.assert_close(out, expected, rtol=0, atol=1e-6)
+    torch.testing.assert_close(ours.attn_weights, expected_weights, rtol=0, atol=1e-6)
+    assert ours.attn_weights.shape == (batch, n_heads, l_q, l_k)
+
+
+def test_parameter_count_matches_pytorch_and_formula():
+    d_model, n_heads = 64, 8
+    ours, theirs = _torch_pair(d_model, n_heads)
+    count = sum(p.numel() for p in ours.parameters())
+    assert count == sum(p.numel() for p in theirs.parameters())
+    assert count == 4 * (d_model * d_model + d_model)  # four D x D matrices and biases
+    ours_no_bias, _ = _torch_pair(d_model, n_heads, bias=False)
+    assert sum(p.numel() for p in ours_no_bias.parameters()) == 4 * d_model * d_model
+
+
+def test_dropout_acts_on_weights_in_training_only():
+    torch.manual_seed(0)
+    mha = MultiHeadAttention(8, 2, dropout=0.5)
+    x = torch.randn(2, 6, 8)
+    mha.eval()
+    assert torch.equal(mha(x, x, x), mha(x, x, x))
+    mha.train()
+    a, b = mha(x, x, x), mha(x, x, x)
+    assert not torch.allclose(a, b)
+    torch.testing.assert_close(mha.attn_weights.sum(-1), torch.ones(2, 2, 6))  # before dropout
+
+
+def test_gradients_reach_every_projection():
+    mha = MultiHeadAttention(8, 2)
+    x = torch.randn(2, 5, 8)
+    mha(x, x, x, causal_mask(5)).sum().backward()
+    for name, param in mha.named_parameters():
+        assert param.grad is not None and param.grad.abs().sum() > 0, name
+
+
+def test_bad_input_is_explained():
+    with pytest.raises(ValueError, match="divisible"):
+        MultiHeadAttention(10, 3)
+    mha = MultiHeadAttention(8, 2)
+    x = torch.randn(1, 3, 8)
+    with pytest.raises(TypeError, match="bool"):
+        mha(x, x, x, mask=torch.ones(3, 3))
+    with pytest.raises(ValueError, match="embed_dim"):
+        copy_to_torch(mha, nn.MultiheadAttention(8, 4, batch_first=True))
