@@ -1,0 +1,295 @@
+"""Chapter 07 (modern LLM): visible cases and the catalogue of known mistakes."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from transformer_course import llama as ref
+from transformer_course.attention import causal_mask as ref_causal_mask
+from transformer_course.attention import scaled_dot_product_attention
+from transformer_course.checks.core import Case, Exercise, Mistake, build_module, randn
+from transformer_course.checks.registry import register
+from transformer_course.multi_head import merge_heads, split_heads
+from transformer_course.positional import apply_rotary
+
+CHAPTER = "07_modern_llm"
+
+
+def _weights(g: torch.Generator, shapes: dict[str, tuple[int, ...]], dtype=torch.float32):
+    """A state dict of random weights, scaled like a default initialisation."""
+    return {name: randn(g, *shape, dtype=dtype) / math.sqrt(shape[-1]) for name, shape in shapes.items()}
+
+
+def _module_run(cls, a):
+    return build_module(cls, a["init"], a["state"])(a["x"])
+
+
+def _variant(base: type, name: str, forward) -> type:
+    """A mistake as a class: the reference's constructor with a wrong ``forward``."""
+    return type(base.__name__, (base,), {"forward": forward, "__qualname__": name})
+
+
+# --------------------------------------------------------------------------- RMSNorm
+
+
+def _rms_cases(seed: int) -> list[Case]:
+    g = torch.Generator().manual_seed(seed)
+
+    def case(name, shape, eps, dtype=torch.float32, scale=1.0, shift=0.0):
+        d = shape[-1]
+        weight = 1.0 + 0.5 * randn(g, d, dtype=dtype)
+        x = randn(g, *shape, dtype=dtype) * scale + shift
+        return Case(name, {"init": {"d_model": d, "eps": eps}, "state": {"weight": weight}, "x": x})
+
+    return [
+        case("(2, 5, 8), eps 1e-6", (2, 5, 8), 1e-6),
+        case("float64 (3, 16), eps 1e-5", (3, 16), 1e-5, dtype=torch.float64),
+        case("inputs with a mean far from 0 (x + 3)", (2, 4, 6), 1e-6, shift=3.0),
+        case("tiny inputs (x 1e-3): eps matters", (2, 3, 8), 1e-6, scale=1e-3),
+        case("large eps (0.5)", (4, 10), 0.5),
+    ]
+
+
+def _rms_forward(*, center=False, eps_outside=False, use_weight=True, root=True):
+    def forward(self, x: Tensor) -> Tensor:
+        if center:
+            x = x - x.mean(dim=-1, keepdim=True)
+        ms = x.pow(2).mean(dim=-1, keepdim=True)
+        if eps_outside:
+            denom = ms.sqrt() + self.eps
+        else:
+            denom = (ms + self.eps).sqrt() if root else ms + self.eps
+        out = x / denom
+        return out * self.weight if use_weight else out
+
+    return forward
+
+
+def _rms_mistake(name, **kw):
+    return _variant(ref.RMSNorm, name, _rms_forward(**kw))
+
+
+RMS_NORM = Exercise(
+    name="RMSNorm",
+    chapter=CHAPTER,
+    reference=ref.RMSNorm,
+    make_cases=_rms_cases,
+    run=_module_run,
+    forbidden={"F.rms_norm (nn.RMSNorm)": F.rms_norm},
+    mistakes=[
+        Mistake("mean subtracted",
+                "You subtract the mean, which makes it LayerNorm (without a bias). RMSNorm "
+                "only rescales: x / sqrt(mean(x**2) + eps) * weight, no centring.",
+                _rms_mistake("mean subtracted", center=True)),
+        Mistake("eps outside the sqrt",
+                "eps is added after the square root; it belongs inside: "
+                "torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps). The difference shows "
+                "for tiny inputs.", _rms_mistake("eps outside", eps_outside=True)),
+        Mistake("weight ignored",
+                "The learned gain is never applied: multiply the normalised x by "
+                "self.weight (a Parameter of shape (d_model,), initialised to ones).",
+                _rms_mistake("weight ignored", use_weight=False)),
+        Mistake("no square root",
+                "You divide by the mean square; divide by its square root (the RMS).",
+                _rms_mistake("no square root", root=False)),
+    ],
+)
+
+# --------------------------------------------------------------------------- SwiGLU
+
+
+def _swiglu_cases(seed: int) -> list[Case]:
+    g = torch.Generator().manual_seed(seed)
+
+    def case(name, shape, d_ff, dtype=torch.float32):
+        d = shape[-1]
+        state = _weights(g, {"gate_proj.weight": (d_ff, d), "up_proj.weight": (d_ff, d),
+                             "down_proj.weight": (d, d_ff)}, dtype)
+        x = randn(g, *shape, dtype=dtype)
+        return Case(name, {"init": {"d_model": d, "d_ff": d_ff}, "state": state, "x": x})
+
+    return [
+        case("(2, 5, 8), d_ff 16", (2, 5, 8), 16),
+        case("float64 (3, 12), d_ff 20", (3, 12), 20, dtype=torch.float64),
+        case("(1, 4, 6), d_ff 7", (1, 4, 6), 7),
+    ]
+
+
+def _swiglu_forward(act=F.silu, swap=False):
+    def forward(self, x: Tensor) -> Tensor:
+        gate, up = self.gate_proj(x), self.up_proj(x)
+        if swap:
+            gate, up = up, gate
+        return self.down_proj(act(gate) * up)
+
+    return forward
+
+
+def _swiglu_mistake(name, **kw):
+    return _variant(ref.SwiGLU, name, _swiglu_forward(**kw))
+
+
+SWIGLU = Exercise(
+    name="SwiGLU",
+    chapter=CHAPTER,
+    reference=ref.SwiGLU,
+    make_cases=_swiglu_cases,
+    run=_module_run,
+    mistakes=[
+        Mistake("gate and up swapped",
+                "SiLU is applied to up_proj(x) and multiplies gate_proj(x); it is the other "
+                "way round: silu(gate_proj(x)) * up_proj(x). The names matter because real "
+                "weights are loaded by name.", _swiglu_mistake("swapped", swap=True)),
+        Mistake("ReLU instead of SiLU",
+                "The gate uses ReLU; SwiGLU uses SiLU (swish): F.silu(x) = x * sigmoid(x).",
+                _swiglu_mistake("relu", act=F.relu)),
+        Mistake("GELU instead of SiLU",
+                "The gate uses GELU (that is GeGLU); SwiGLU uses SiLU: F.silu.",
+                _swiglu_mistake("gelu", act=F.gelu)),
+        Mistake("sigmoid instead of SiLU",
+                "The gate uses sigmoid (the original GLU); SwiGLU uses SiLU, x * sigmoid(x).",
+                _swiglu_mistake("sigmoid", act=torch.sigmoid)),
+    ],
+)
+
+# --------------------------------------------------------------------------- repeat_kv
+
+
+def _repeat_cases(seed: int) -> list[Case]:
+    g = torch.Generator().manual_seed(seed)
+    return [
+        Case("(2, 2, 5, 4), n_rep 3", {"x": randn(g, 2, 2, 5, 4), "n_rep": 3}),
+        Case("float64 (1, 3, 4, 2), n_rep 2",
+             {"x": randn(g, 1, 3, 4, 2, dtype=torch.float64), "n_rep": 2}),
+        Case("(2, 4, 3, 2), n_rep 1 (plain multi-head)", {"x": randn(g, 2, 4, 3, 2), "n_rep": 1}),
+        Case("(1, 1, 3, 4), n_rep 4 (multi-query)", {"x": randn(g, 1, 1, 3, 4), "n_rep": 4}),
+    ]
+
+
+REPEAT_KV = Exercise(
+    name="repeat_kv",
+    chapter=CHAPTER,
+    reference=ref.repeat_kv,
+    make_cases=_repeat_cases,
+    run=lambda f, a: f(a["x"], a["n_rep"]),
+    mistakes=[
+        Mistake("tiled",
+                "The heads are tiled ([k0, k1, k0, k1]) instead of each repeated in place "
+                "([k0, k0, k1, k1]); query heads 0..n_rep-1 must share KV head 0. Insert a "
+                "new dim after the head dim and expand it, or use "
+                "x.repeat_interleave(n_rep, dim=1).",
+                lambda x, n_rep: x.repeat(1, n_rep, 1, 1)),
+        Mistake("repeated along the sequence",
+                "You repeat along the sequence (dim 2); repeat the heads (dim 1).",
+                lambda x, n_rep: x.repeat_interleave(n_rep, dim=2)),
+        Mistake("repeated along the batch",
+                "You repeat along the batch (dim 0); repeat the heads (dim 1).",
+                lambda x, n_rep: x.repeat_interleave(n_rep, dim=0)),
+    ],
+)
+
+# --------------------------------------------------------------------------- GQA
+
+
+def _gqa_cases(seed: int) -> list[Case]:
+    g = torch.Generator().manual_seed(seed)
+
+    def case(name, d_model, n_heads, n_kv, shape, rope_base=10000.0, dtype=torch.float32,
+             positions=None):
+        d_head = d_model // n_heads
+        state = _weights(g, {"q_proj.weight": (n_heads * d_head, d_model),
+                             "k_proj.weight": (n_kv * d_head, d_model),
+                             "v_proj.weight": (n_kv * d_head, d_model),
+                             "o_proj.weight": (d_model, n_heads * d_head)}, dtype)
+        # Larger queries and keys make the attention sharper, so mistakes show clearly.
+        state["q_proj.weight"] *= 3
+        state["k_proj.weight"] *= 3
+        init = {"d_model": d_model, "n_heads": n_heads, "n_kv_heads": n_kv, "rope_base": rope_base}
+        return Case(name, {"init": init, "state": state, "x": randn(g, *shape, dtype=dtype),
+                           "positions": positions})
+
+    return [
+        case("d_model 16, 4 heads, 2 KV heads, x (2, 6, 16)", 16, 4, 2, (2, 6, 16)),
+        case("float64, 6 heads, 3 KV heads, rope_base 100000", 24, 6, 3, (1, 7, 24),
+             rope_base=100000.0, dtype=torch.float64),
+        case("positions 5..10 given", 16, 4, 2, (2, 6, 16), positions=torch.arange(5, 11)),
+        case("n_kv_heads == n_heads (plain multi-head)", 16, 2, 2, (2, 5, 16)),
+        case("n_kv_heads 1 (multi-query)", 16, 4, 1, (1, 5, 16)),
+    ]
+
+
+def _gqa_run(cls, a):
+    # Graded through the interface COURSE_SPEC fixes, forward(x, positions); the KV cache
+    # is an optional extra that the chapter's tests cover.
+    module = build_module(cls, a["init"], a["state"])
+    return module(a["x"], a["positions"])
+
+
+def _gqa_forward(*, rotary=True, rotary_v=False, causal=True, tile=False, scale_d_model=False,
+                 default_base=False):
+    def forward(self, x, positions=None):
+        base = 10000.0 if default_base else self.rope_base
+        q = split_heads(self.q_proj(x), self.n_heads)
+        k = split_heads(self.k_proj(x), self.n_kv_heads)
+        v = split_heads(self.v_proj(x), self.n_kv_heads)
+        if rotary:
+            q, k = apply_rotary(q, positions, base=base), apply_rotary(k, positions, base=base)
+        if rotary_v:
+            v = apply_rotary(v, positions, base=base)
+        n_rep = self.n_heads // self.n_kv_heads
+        if tile:
+            k, v = k.repeat(1, n_rep, 1, 1), v.repeat(1, n_rep, 1, 1)
+        else:
+            k, v = ref.repeat_kv(k, n_rep), ref.repeat_kv(v, n_rep)
+        if scale_d_model:  # the course's attention divides by sqrt(Dh); make it sqrt(D)
+            q = q * math.sqrt(self.d_head / (self.n_heads * self.d_head))
+        mask = ref_causal_mask(q.size(-2)) if causal else None
+        out, _ = scaled_dot_product_attention(q, k, v, mask)
+        return self.o_proj(merge_heads(out))
+
+    return forward
+
+
+def _gqa_mistake(name, **kw):
+    return _variant(ref.GroupedQueryAttention, name, _gqa_forward(**kw))
+
+
+GQA = Exercise(
+    name="GroupedQueryAttention",
+    chapter=CHAPTER,
+    reference=ref.GroupedQueryAttention,
+    make_cases=_gqa_cases,
+    run=_gqa_run,
+    rtol=1e-4,
+    atol=1e-5,
+    mistakes=[
+        Mistake("no rotary embedding",
+                "Queries and keys carry no position: apply apply_rotary(q, positions, "
+                "base=self.rope_base) and the same to k, after splitting the heads.",
+                _gqa_mistake("no rotary", rotary=False)),
+        Mistake("rotary on values",
+                "You rotate the values too. Rotary encodes positions in the q.k dot "
+                "product only; values are left as they are.",
+                _gqa_mistake("rotary on values", rotary_v=True)),
+        Mistake("no causal mask",
+                "Every token attends to later tokens: pass a causal mask (True on and below "
+                "the diagonal) to the attention.", _gqa_mistake("no mask", causal=False)),
+        Mistake("heads grouped in the wrong order",
+                "The KV heads are tiled ([k0, k1, k0, k1]) so query head 1 reads KV head 1; "
+                "use repeat_kv, which repeats each KV head in place ([k0, k0, k1, k1]).",
+                _gqa_mistake("tiled", tile=True)),
+        Mistake("scaled by sqrt(d_model)",
+                "Scores are divided by sqrt(d_model); the scale is sqrt(head size), "
+                "d_model // n_heads (scaled_dot_product_attention on the split heads does it).",
+                _gqa_mistake("sqrt(d_model)", scale_d_model=True)),
+        Mistake("rope_base ignored",
+                "The rotary embedding uses the default base 10000; pass base=self.rope_base.",
+                _gqa_mistake("default base", default_base=True)),
+    ],
+)
+
+register(RMS_NORM, SWIGLU, REPEAT_KV, GQA)
