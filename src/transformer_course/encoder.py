@@ -148,3 +148,31 @@ class Encoder(nn.Module):
             x = layer(x, mask)
         return self.norm(x) if self.norm is not None else x
         ### END SOLUTION
+
+
+def mha_state_from_torch(mha: nn.MultiheadAttention, prefix: str = "") -> dict[str, Tensor]:
+    """The weights of a ``torch.nn.MultiheadAttention`` under this course's names.
+
+    PyTorch packs the query, key and value projections into one ``in_proj_weight``
+    ``(3 * D, D)``; the course keeps them as ``w_q``, ``w_k``, ``w_v``.
+    """
+    w_q, w_k, w_v = mha.in_proj_weight.detach().chunk(3)
+    b_q, b_k, b_v = mha.in_proj_bias.detach().chunk(3)
+    return {
+        f"{prefix}w_q.weight": w_q.clone(), f"{prefix}w_q.bias": b_q.clone(),
+        f"{prefix}w_k.weight": w_k.clone(), f"{prefix}w_k.bias": b_k.clone(),
+        f"{prefix}w_v.weight": w_v.clone(), f"{prefix}w_v.bias": b_v.clone(),
+        f"{prefix}w_o.weight": mha.out_proj.weight.detach().clone(),
+        f"{prefix}w_o.bias": mha.out_proj.bias.detach().clone(),
+    }
+
+
+def state_dict_from_torch_encoder_layer(layer: nn.TransformerEncoderLayer) -> dict[str, Tensor]:
+    """The weights of a ``torch.nn.TransformerEncoderLayer`` under this course's names,
+    ready for ``EncoderLayer.load_state_dict``."""
+    state = mha_state_from_torch(layer.self_attn, "self_attn.")
+    for ours, theirs in [("ff.linear1", "linear1"), ("ff.linear2", "linear2"),
+                         ("norm1", "norm1"), ("norm2", "norm2")]:
+        for kind in ("weight", "bias"):
+            state[f"{ours}.{kind}"] = getattr(layer, theirs).state_dict()[kind].clone()
+    return state

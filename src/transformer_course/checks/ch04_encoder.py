@@ -1,0 +1,325 @@
+"""Chapter 04 (encoder): visible cases and the catalogue of known mistakes."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from transformer_course import encoder as ref
+from transformer_course.attention import padding_mask
+from transformer_course.checks.core import Case, Exercise, Mistake, build_module, randn
+from transformer_course.checks.registry import register
+
+CHAPTER = "04_encoder"
+F64 = torch.float64
+
+
+def random_state(module: torch.nn.Module, g: torch.Generator, dtype=torch.float32,
+                 scale: float = 0.5) -> dict[str, Tensor]:
+    """A state dict for ``module`` with every parameter drawn from ``g``: LayerNorm
+    weights around 1 and biases away from 0, so that ignoring them shows; buffers kept."""
+    params = dict(module.named_parameters())
+    state = {}
+    for name, value in module.state_dict().items():
+        if name not in params:
+            state[name] = value.to(dtype)  # buffers such as the positional table
+        elif "norm" in name and name.endswith("weight"):
+            state[name] = 1.0 + 0.5 * randn(g, *value.shape, dtype=dtype)
+        elif name.endswith("bias"):
+            state[name] = 0.5 * randn(g, *value.shape, dtype=dtype)
+        else:
+            state[name] = scale * randn(g, *value.shape, dtype=dtype) / math.sqrt(value.shape[-1])
+            if name.startswith("embed"):
+                state[name] = randn(g, *value.shape, dtype=dtype)
+    return state
+
+
+def run_module(cls, args, *inputs: str):
+    """Build ``cls`` with the case's init and weights and call it on the named inputs."""
+    module = build_module(cls, args["init"], args["state"])
+    return module(*(args[name] for name in inputs))
+
+
+# --------------------------------------------------------------------------- LayerNorm
+
+
+def _layernorm_cases(seed: int) -> list[Case]:
+    g = torch.Generator().manual_seed(seed)
+
+    def case(name, shape, eps=1e-5, dtype=torch.float32, scale=1.0):
+        d = shape[-1]
+        state = {"weight": 1.0 + 0.5 * randn(g, d, dtype=dtype), "bias": randn(g, d, dtype=dtype)}
+        x = scale * randn(g, *shape, dtype=dtype) + 3.0
+        return Case(name, {"init": {"d_model": d, "eps": eps}, "state": state, "x": x})
+
+    return [
+        case("(2, 5, 8), non-trivial weight and bias", (2, 5, 8)),
+        case("(3, 4, 6) float64", (3, 4, 6), dtype=F64),
+        case("(4, 16), eps=0.5 (where eps goes matters)", (4, 16), eps=0.5),
+        case("(2, 3, 5), tiny variance (inputs x 1e-3), eps=1e-3", (2, 3, 5), eps=1e-3, scale=1e-3),
+    ]
+
+
+class _LayerNormUnbiased(ref.LayerNorm):
+    def forward(self, x):
+        mean = x.mean(-1, keepdim=True)
+        return (x - mean) / torch.sqrt(x.var(-1, keepdim=True) + self.eps) * self.weight + self.bias
+
+
+class _LayerNormEpsOutside(ref.LayerNorm):
+    def forward(self, x):
+        mean = x.mean(-1, keepdim=True)
+        std = x.var(-1, keepdim=True, unbiased=False).sqrt()
+        return (x - mean) / (std + self.eps) * self.weight + self.bias
+
+
+class _LayerNormWrongDim(ref.LayerNorm):
+    def forward(self, x):
+        mean = x.mean(0, keepdim=True)
+        var = x.var(0, keepdim=True, unbiased=False)
+        return (x - mean) / torch.sqrt(var + self.eps) * self.weight + self.bias
+
+
+class _LayerNormNoAffine(ref.LayerNorm):
+    def forward(self, x):
+        mean = x.mean(-1, keepdim=True)
+        return (x - mean) / torch.sqrt(x.var(-1, keepdim=True, unbiased=False) + self.eps)
+
+
+class _LayerNormNoCentering(ref.LayerNorm):
+    def forward(self, x):
+        var = x.var(-1, keepdim=True, unbiased=False)
+        return x / torch.sqrt(var + self.eps) * self.weight + self.bias
+
+
+LAYER_NORM = Exercise(
+    name="LayerNorm",
+    chapter=CHAPTER,
+    reference=ref.LayerNorm,
+    make_cases=_layernorm_cases,
+    run=lambda cls, a: run_module(cls, a, "x"),
+    forbidden={"F.layer_norm": F.layer_norm},
+    mistakes=[
+        Mistake("unbiased variance",
+                "You use the unbiased variance (divided by D - 1); layer normalization uses the "
+                "biased one (divided by D): x.var(dim=-1, unbiased=False, keepdim=True).",
+                _LayerNormUnbiased),
+        Mistake("eps outside the square root",
+                "eps is added to the standard deviation; add it to the variance, inside the "
+                "square root: (x - mean) / torch.sqrt(var + eps).", _LayerNormEpsOutside),
+        Mistake("wrong dimension",
+                "You normalise over the batch dimension; normalise each feature vector over "
+                "the last dimension (dim=-1, keepdim=True).", _LayerNormWrongDim),
+        Mistake("affine parameters ignored",
+                "The result is not multiplied by self.weight and shifted by self.bias; the "
+                "learned scale and shift come after the normalisation.", _LayerNormNoAffine),
+        Mistake("mean not subtracted",
+                "You divide by the standard deviation without subtracting the mean first.",
+                _LayerNormNoCentering),
+    ],
+)
+
+# --------------------------------------------------------------------------- FeedForward
+
+
+def _ff_cases(seed: int) -> list[Case]:
+    g = torch.Generator().manual_seed(seed)
+
+    def case(name, d_model, d_ff, activation, shape, dtype=torch.float32):
+        init = {"d_model": d_model, "d_ff": d_ff, "activation": activation}
+        state = random_state(ref.FeedForward(**init), g, dtype, scale=1.5)
+        return Case(name, {"init": init, "state": state, "x": randn(g, *shape, d_model, dtype=dtype)})
+
+    return [
+        case("relu, (2, 5, 8) -> d_ff 32", 8, 32, "relu", (2, 5)),
+        case("gelu (exact), (3, 4, 6) -> d_ff 24", 6, 24, "gelu", (3, 4)),
+        case("gelu, float64, (2, 7, 16) -> d_ff 12", 16, 12, "gelu", (2, 7), dtype=F64),
+        case("relu, float64, (4, 10)", 10, 40, "relu", (4,), dtype=F64),
+    ]
+
+
+def _ff_variant(activation):
+    class Variant(ref.FeedForward):
+        def forward(self, x):
+            return self.linear2(activation(self, self.linear1(x)))
+
+    return Variant
+
+
+def _gelu_or_relu(ff, h, approximate="none"):
+    return F.relu(h) if ff.activation == "relu" else F.gelu(h, approximate=approximate)
+
+
+class _FFActivationLast(ref.FeedForward):
+    def forward(self, x):
+        return _gelu_or_relu(self, self.linear2(self.linear1(x)))
+
+
+FEED_FORWARD = Exercise(
+    name="FeedForward",
+    chapter=CHAPTER,
+    reference=ref.FeedForward,
+    make_cases=_ff_cases,
+    run=lambda cls, a: run_module(cls, a, "x"),
+    mistakes=[
+        Mistake("tanh GELU",
+                "You use the tanh approximation of GELU; the exercise asks for the exact, "
+                "erf-based GELU (F.gelu(x), approximate='none').",
+                _ff_variant(lambda ff, h: _gelu_or_relu(ff, h, approximate="tanh"))),
+        Mistake("always ReLU",
+                "activation='gelu' is ignored: pick ReLU or GELU from self.activation.",
+                _ff_variant(lambda ff, h: F.relu(h))),
+        Mistake("no activation",
+                "There is no non-linearity between the two linear layers, so the network is "
+                "one linear map: apply the activation to linear1's output.",
+                _ff_variant(lambda ff, h: h)),
+        Mistake("activation after linear2",
+                "The activation comes after linear2; it belongs between linear1 and linear2.",
+                _FFActivationLast),
+    ],
+)
+
+# --------------------------------------------------------------------------- EncoderLayer
+
+
+def _encoder_layer_cases(seed: int) -> list[Case]:
+    g = torch.Generator().manual_seed(seed)
+
+    def case(name, norm_first, activation, batch, length, lengths=None, dtype=torch.float32,
+             eps=1e-5):
+        init = {"d_model": 16, "n_heads": 4, "d_ff": 32, "activation": activation,
+                "norm_first": norm_first, "eps": eps}
+        state = random_state(ref.EncoderLayer(**init), g, dtype, scale=1.5)
+        mask = None if lengths is None else padding_mask(torch.tensor(lengths), length)
+        return Case(name, {"init": init, "state": state,
+                           "x": randn(g, batch, length, 16, dtype=dtype), "mask": mask})
+
+    return [
+        case("post-norm, relu, no mask", False, "relu", 2, 5),
+        case("post-norm, gelu, padding mask, float64", False, "gelu", 3, 6, [6, 2, 4], F64),
+        case("pre-norm (norm_first=True), relu, padding mask", True, "relu", 3, 5, [5, 3, 1]),
+        case("pre-norm, gelu, float64, eps=1e-12", True, "gelu", 2, 4, [4, 2], F64, 1e-12),
+    ]
+
+
+def _encoder_layer_variant(block):
+    class Variant(ref.EncoderLayer):
+        def forward(self, x, mask=None):
+            return block(self, x, mask)
+
+    return Variant
+
+
+def _post(layer, x, mask, attn_mask="given", residual=True, norm_outside=False):
+    a = layer.self_attn(x, x, x, mask if attn_mask == "given" else None)
+    if norm_outside:
+        x = x + layer.norm1(a)
+        return x + layer.norm2(layer.ff(x))
+    x = layer.norm1(x + a if residual else a)
+    return layer.norm2(x + layer.ff(x))
+
+
+def _pre(layer, x, mask, attn_mask="given", residual=True):
+    h = layer.norm1(x)
+    a = layer.self_attn(h, h, h, mask if attn_mask == "given" else None)
+    x = x + a if residual else a
+    return x + layer.ff(layer.norm2(x))
+
+
+def _by_norm(post_kwargs=None, pre_kwargs=None):
+    return lambda layer, x, mask: (
+        _pre(layer, x, mask, **(pre_kwargs or {})) if layer.norm_first
+        else _post(layer, x, mask, **(post_kwargs or {})))
+
+
+ENCODER_LAYER = Exercise(
+    name="EncoderLayer",
+    chapter=CHAPTER,
+    reference=ref.EncoderLayer,
+    make_cases=_encoder_layer_cases,
+    run=lambda cls, a: run_module(cls, a, "x", "mask"),
+    mistakes=[
+        Mistake("always pre-norm",
+                "With norm_first=False (post-norm, the original paper) normalise after the "
+                "residual sum: x = norm1(x + self_attn(x, x, x, mask)). You compute pre-norm.",
+                _encoder_layer_variant(lambda layer, x, mask: _pre(layer, x, mask))),
+        Mistake("always post-norm",
+                "With norm_first=True (pre-norm) normalise the sub-layer's input and add the "
+                "raw x: x = x + self_attn(h, h, h, mask) with h = norm1(x). You compute "
+                "post-norm.",
+                _encoder_layer_variant(lambda layer, x, mask: _post(layer, x, mask))),
+        Mistake("missing residual",
+                "The attention sub-layer has no residual connection: add its input back "
+                "(x + sublayer(x)) before (post-norm) or after (pre-norm) normalising.",
+                _encoder_layer_variant(_by_norm({"residual": False}, {"residual": False}))),
+        Mistake("norm inside the residual",
+                "You compute x + norm(sublayer(x)); post-norm is norm(x + sublayer(x)): "
+                "normalise the sum.",
+                _encoder_layer_variant(_by_norm({"norm_outside": True}))),
+        Mistake("mask not passed",
+                "The mask does not reach the self-attention, so tokens attend to padding: "
+                "pass it as self_attn(q, k, v, mask).",
+                _encoder_layer_variant(_by_norm({"attn_mask": None}, {"attn_mask": None}))),
+    ],
+)
+
+# --------------------------------------------------------------------------- Encoder
+
+
+def _encoder_cases(seed: int) -> list[Case]:
+    g = torch.Generator().manual_seed(seed)
+
+    def case(name, norm_first, activation, batch, length, lengths=None, dtype=torch.float32):
+        init = {"vocab_size": 11, "d_model": 16, "n_heads": 2, "d_ff": 24, "n_layers": 2,
+                "max_len": 32, "activation": activation, "norm_first": norm_first}
+        state = random_state(ref.Encoder(**init), g, dtype)
+        ids = torch.randint(0, 11, (batch, length), generator=g)
+        mask = None if lengths is None else padding_mask(torch.tensor(lengths), length)
+        return Case(name, {"init": init, "state": state, "src_ids": ids, "mask": mask})
+
+    return [
+        case("post-norm, 2 layers, no mask", False, "relu", 2, 6),
+        case("post-norm, padding mask, float64", False, "relu", 3, 7, [7, 3, 5], F64),
+        case("pre-norm (final LayerNorm), gelu, padding mask", True, "gelu", 2, 5, [5, 2]),
+    ]
+
+
+def _encoder_variant(scale=True, pass_mask=True, final_norm=True, chain=True):
+    class Variant(ref.Encoder):
+        def forward(self, src_ids, mask=None):
+            x = self.embed(src_ids) * (math.sqrt(self.d_model) if scale else 1.0)
+            x = start = self.pos(x)
+            for layer in self.layers:
+                x = layer(x if chain else start, mask if pass_mask else None)
+            return self.norm(x) if (self.norm is not None and final_norm) else x
+
+    return Variant
+
+
+ENCODER = Exercise(
+    name="Encoder",
+    chapter=CHAPTER,
+    reference=ref.Encoder,
+    make_cases=_encoder_cases,
+    run=lambda cls, a: run_module(cls, a, "src_ids", "mask"),
+    mistakes=[
+        Mistake("embedding not scaled",
+                "Multiply the token embeddings by sqrt(d_model) before adding the positional "
+                "encoding, as the original paper does.", _encoder_variant(scale=False)),
+        Mistake("mask not passed down",
+                "The mask does not reach the layers: call layer(x, mask) for every layer.",
+                _encoder_variant(pass_mask=False)),
+        Mistake("no final norm",
+                "With pre-norm layers (norm_first=True) the stack ends with the final "
+                "LayerNorm self.norm; apply it to the last layer's output.",
+                _encoder_variant(final_norm=False)),
+        Mistake("layers not chained",
+                "Every layer reads the embeddings; each layer must read the previous layer's "
+                "output (x = layer(x, mask)).", _encoder_variant(chain=False)),
+    ],
+)
+
+register(LAYER_NORM, FEED_FORWARD, ENCODER_LAYER, ENCODER)

@@ -1,0 +1,230 @@
+"""Training helpers shared by the chapters: learning-rate schedules with warmup, a
+small training loop with a progress bar, and the sequence-to-sequence loss.
+
+The loop is deliberately general: it takes a function that returns the next batch and
+a function that turns ``(model, *batch)`` into a scalar loss, so the same loop trains
+the encoder-decoder of chapter 05 and a language model.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+
+def noam_lr(step: int, d_model: int, warmup_steps: int) -> float:
+    """The schedule of "Attention Is All You Need" (section 5.3):
+    ``d_model^-0.5 * min(step^-0.5, step * warmup^-1.5)``, steps counted from 1: a
+    linear rise for ``warmup_steps``, then decay as ``1/sqrt(step)``."""
+    step = max(step, 1)
+    return d_model**-0.5 * min(step**-0.5, step * warmup_steps**-1.5)
+
+
+def warmup_cosine(warmup_steps: int, total_steps: int, min_factor: float = 0.0) -> Callable[[int], float]:
+    """A multiplier of the base learning rate for ``torch.optim.lr_scheduler.LambdaLR``:
+    a linear rise from ~0 to 1 over ``warmup_steps``, then a cosine decay to
+    ``min_factor`` at ``total_steps``.
+
+    Warmup matters because Adam's first updates, made with poor estimates of the
+    gradient's scale, can push a freshly initialised (especially post-norm)
+    Transformer into a bad region at the full learning rate.
+    """
+    if not 0 <= warmup_steps < total_steps:
+        raise ValueError(f"need 0 <= warmup_steps < total_steps, got {warmup_steps}, {total_steps}")
+
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+        return min_factor + (1 - min_factor) * 0.5 * (1 + math.cos(math.pi * progress))
+
+    return factor
+
+
+def train_loop(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    get_batch: Callable[[int], tuple],
+    loss_fn: Callable[..., Tensor],
+    steps: int,
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
+    clip_grad: float | None = 1.0,
+    desc: str = "training",
+    progress: bool = True,
+) -> list[float]:
+    """Train ``model`` for ``steps`` optimizer steps and return the loss of each step.
+
+    Args:
+        model: switched to train mode for the loop and to eval mode after it.
+        optimizer: updates the model's parameters.
+        get_batch: ``step -> batch`` (a tuple), e.g. a fresh random batch per step.
+        loss_fn: ``(model, *batch) -> scalar loss``.
+        steps: number of updates.
+        scheduler: stepped after every update (e.g. ``LambdaLR(opt, warmup_cosine(...))``).
+        clip_grad: clip the global gradient norm to this value (None: no clipping).
+        desc: label of the progress bar.
+        progress: show a tqdm progress bar.
+
+    Returns:
+        The training loss at every step.
+    """
+    model.train()
+    losses: list[float] = []
+    bar = tqdm(range(steps), desc=desc, disable=not progress, mininterval=1.0)
+    for step in bar:
+        loss = loss_fn(model, *get_batch(step))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if clip_grad is not None:
+            nn.utils.clip_grad_norm_(model.parameters(), clip_grad)
+        optimizer.step()
+        if scheduler is not None:
+            scheduler.step()
+        losses.append(loss.item())
+        if step % 20 == 0 or step == steps - 1:
+            bar.set_postfix(loss=f"{losses[-1]:.4f}", refresh=False)
+    model.eval()
+    return losses
+
+
+def seq2seq_loss(
+    model: nn.Module, src: Tensor, tgt: Tensor, src_mask: Tensor | None = None, pad_id: int = 0
+) -> Tensor:
+    """Teacher forcing: feed ``tgt[:, :-1]`` and predict ``tgt[:, 1:]`` all at once.
+
+    Args:
+        model: ``model(src, tgt_in, src_mask) -> logits (B, L_tgt - 1, vocab)``.
+        src: ``(B, L_src)`` source ids.
+        tgt: ``(B, L_tgt)`` target ids starting with ``<bos>``.
+        src_mask: ``(B, 1, L_src)`` source padding mask.
+        pad_id: target padding, ignored by the loss.
+
+    Returns:
+        Mean cross-entropy over the real target tokens.
+    """
+    logits = model(src, tgt[:, :-1], src_mask)
+    return F.cross_entropy(logits.reshape(-1, logits.size(-1)), tgt[:, 1:].reshape(-1),
+                           ignore_index=pad_id)
+
+
+def smooth(values: list[float], window: int = 20) -> list[float]:
+    """Running mean over the last ``window`` values, for readable loss curves."""
+    out, total = [], 0.0
+    for i, v in enumerate(values):
+        total += v
+        if i >= window:
+            total -= values[i - window]
+        out.append(total / min(i + 1, window))
+    return out
+
+
+
+# --------------------------------------------------------------------------- language models (06)
+
+
+@torch.no_grad()
+def estimate_lm_loss(
+    model: nn.Module, data: Tensor, batch_size: int, block_size: int, n_batches: int, seed: int = 0
+) -> float:
+    """Mean next-token loss (nats per token) of ``model`` on ``n_batches`` random windows
+    of ``data``, drawn with a fixed seed so that evaluations are comparable."""
+    from transformer_course.corpus import get_batch
+    from transformer_course.gpt import next_token_loss
+
+    was_training = model.training
+    model.eval()
+    generator = torch.Generator().manual_seed(seed)
+    total = 0.0
+    for _ in range(n_batches):
+        tokens = get_batch(data, batch_size, block_size, generator)
+        total += next_token_loss(model(tokens), tokens).item()
+    model.train(was_training)
+    return total / n_batches
+
+
+def train_language_model(
+    model: nn.Module,
+    train_data: Tensor,
+    val_data: Tensor,
+    steps: int,
+    batch_size: int,
+    block_size: int,
+    max_lr: float = 2e-3,
+    min_lr: float = 2e-4,
+    warmup_steps: int = 100,
+    weight_decay: float = 0.1,
+    eval_interval: int = 250,
+    eval_batches: int = 20,
+    seed: int = 0,
+    progress: bool = True,
+) -> dict[str, list]:
+    """Train a next-token model with AdamW, :func:`warmup_cosine` and gradient clipping,
+    evaluating train and validation loss along the way.
+
+    Args:
+        model: maps ``(B, L)`` token ids to ``(B, L, V)`` logits.
+        train_data, val_data: 1-D LongTensors of token ids.
+        steps: optimisation steps.
+        batch_size, block_size: each step draws ``batch_size`` windows of ``block_size``
+            tokens (:func:`transformer_course.corpus.get_batch`).
+        max_lr, min_lr, warmup_steps: linear warmup to ``max_lr``, cosine decay to
+            ``min_lr`` at the last step.
+        weight_decay: AdamW decay on matrices and embeddings (parameters with two or
+            more dimensions), not on biases and norms.
+        eval_interval: evaluate every so many steps and at the end, on ``eval_batches``
+            fixed batches of each split (:func:`estimate_lm_loss`).
+        seed: seeds the training batches.
+        progress: show a tqdm progress bar with the latest losses.
+
+    Returns:
+        ``{"step", "train_loss", "val_loss", "seconds"}`` at each evaluation (``seconds``
+        counts training time only, not evaluation) and ``"batch_loss"`` of every step.
+    """
+    from transformer_course.corpus import get_batch
+    from transformer_course.gpt import next_token_loss
+
+    params = list(model.parameters())
+    optimizer = torch.optim.AdamW(
+        [{"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay},
+         {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}],
+        lr=max_lr, betas=(0.9, 0.99),
+    )
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, warmup_cosine(warmup_steps, steps, min_factor=min_lr / max_lr))
+    generator = torch.Generator().manual_seed(seed)
+    history: dict[str, list] = {"step": [], "train_loss": [], "val_loss": [], "seconds": [],
+                                "batch_loss": []}
+    elapsed = 0.0
+
+    def evaluate(step: int) -> None:
+        for split, data in (("train_loss", train_data), ("val_loss", val_data)):
+            history[split].append(estimate_lm_loss(model, data, batch_size, block_size, eval_batches))
+        history["step"].append(step)
+        history["seconds"].append(elapsed)
+
+    model.train()
+    bar = tqdm(range(steps), desc="training", disable=not progress, mininterval=1.0)
+    for step in bar:
+        if step % eval_interval == 0:
+            evaluate(step)
+            bar.set_postfix(train=f"{history['train_loss'][-1]:.3f}",
+                            val=f"{history['val_loss'][-1]:.3f}", refresh=False)
+        start = time.perf_counter()
+        tokens = get_batch(train_data, batch_size, block_size, generator)
+        loss = next_token_loss(model(tokens), tokens)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        nn.utils.clip_grad_norm_(params, 1.0)
+        optimizer.step()
+        scheduler.step()
+        elapsed += time.perf_counter() - start
+        history["batch_loss"].append(loss.item())
+    evaluate(steps)
+    model.eval()
+    return history
