@@ -1,0 +1,692 @@
+"""Chapter 06 (a decoder-only LLM): visible cases and the catalogue of known mistakes."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from transformer_course import bpe as ref_bpe
+from transformer_course import gpt as ref
+from transformer_course.attention import causal_mask
+from transformer_course.checks.core import Case, Exercise, Mistake, build_module, randn
+from transformer_course.checks.registry import register
+
+CHAPTER = "06_llm"
+_TEXTS = {
+    "ties everywhere": "abab cdcd abab cdcd xyxy",
+    "a tie the later pair would win by value": "zz aa zz aa zz aa bb",
+    "multi-byte UTF-8": "naïve café, naïve café; 東京 東京 and ½ of ½",
+    "Shakespeare": (
+        "To be, or not to be, that is the question:\nWhether 'tis nobler in the mind to "
+        "suffer\nThe slings and arrows of outrageous fortune,\nOr to take arms against a sea "
+        "of troubles\nAnd by opposing end them. To die: to sleep;"
+    ),
+}
+
+
+def _as_ids(ids: list[int]) -> Tensor:
+    return torch.tensor(list(ids), dtype=torch.long)
+
+
+def _as_merges(merges: list) -> Tensor:
+    return torch.tensor([list(p) for p in merges], dtype=torch.long).reshape(-1, 2)
+
+
+# --------------------------------------------------------------------------- train_bpe
+
+
+def _train_bpe_cases(seed: int) -> list[Case]:
+    sizes = {"ties everywhere": 262, "a tie the later pair would win by value": 259,
+             "multi-byte UTF-8": 275, "Shakespeare": 300}
+    return [Case(f"{name} (vocab_size={sizes[name]})", {"text": text, "vocab_size": sizes[name]})
+            for name, text in _TEXTS.items()]
+
+
+def _bpe_with_tie_rule(text: str, vocab_size: int, pick) -> list[tuple[int, int]]:
+    ids = list(text.encode("utf-8"))
+    merges = []
+    for n in range(vocab_size - 256):
+        counts = Counter(zip(ids[:-1], ids[1:], strict=True))
+        if not counts:
+            break
+        pair = pick(counts, ids)
+        merges.append(pair)
+        ids = ref_bpe.merge_pair(ids, pair, 256 + n)
+    return merges
+
+
+def _tie_largest(text, vocab_size):
+    return _bpe_with_tie_rule(text, vocab_size, lambda c, ids: max(c, key=lambda p: (c[p], p)))
+
+
+def _tie_smallest(text, vocab_size):
+    return _bpe_with_tie_rule(text, vocab_size,
+                              lambda c, ids: max(c, key=lambda p: (c[p], (-p[0], -p[1]))))
+
+
+def _tie_last(text, vocab_size):
+    def pick(counts, ids):
+        best = max(counts.values())
+        return next(p for p in reversed(list(zip(ids[:-1], ids[1:], strict=True))) if counts[p] == best)
+
+    return _bpe_with_tie_rule(text, vocab_size, pick)
+
+
+def _ids_from_257(text, vocab_size):
+    ids = list(text.encode("utf-8"))
+    merges = []
+    for n in range(vocab_size - 256):
+        counts = Counter(zip(ids[:-1], ids[1:], strict=True))
+        if not counts:
+            break
+        pair = counts.most_common(1)[0][0]
+        merges.append(pair)
+        ids = ref_bpe.merge_pair(ids, pair, 257 + n)
+    return merges
+
+
+def _pre_split(text, vocab_size):
+    words = [list(w.encode("utf-8")) for w in text.split()]
+    merges = []
+    for n in range(vocab_size - 256):
+        counts = Counter(p for w in words for p in zip(w[:-1], w[1:], strict=True))
+        if not counts:
+            break
+        pair = counts.most_common(1)[0][0]
+        merges.append(pair)
+        words = [ref_bpe.merge_pair(w, pair, 256 + n) for w in words]
+    return merges
+
+
+TRAIN_BPE = Exercise(
+    name="train_bpe",
+    chapter=CHAPTER,
+    reference=ref_bpe.train_bpe,
+    make_cases=_train_bpe_cases,
+    run=lambda f, a: _as_merges(f(a["text"], a["vocab_size"])),
+    outputs=("merges",),
+    mistakes=[
+        Mistake("ties to the largest pair",
+                "BPE ties broken another way: among pairs with the same count you pick the "
+                "largest ids; the rule is the pair whose first occurrence comes first in the "
+                "current sequence.", _tie_largest),
+        Mistake("ties to the smallest pair",
+                "BPE ties broken another way: among pairs with the same count you pick the "
+                "smallest ids; the rule is the pair whose first occurrence comes first in the "
+                "current sequence.", _tie_smallest),
+        Mistake("ties to the last occurrence",
+                "BPE ties broken another way: you pick the tied pair that occurs last; the rule "
+                "is the one whose first occurrence comes first in the current sequence.",
+                _tie_last),
+        Mistake("new ids from 257",
+                "Merge n must create id 256 + n (the first merge is 256, right after the "
+                "bytes 0..255).", _ids_from_257),
+        Mistake("pre-split into words",
+                "You count pairs inside whitespace-separated words; this BPE works on the "
+                "bytes of the whole text, spaces included, with no pre-splitting.", _pre_split),
+    ],
+)
+
+# --------------------------------------------------------------------------- bpe_encode
+
+
+def _encode_cases(seed: int) -> list[Case]:
+    cases = []
+    for (name, text), (probe, size) in zip(
+        _TEXTS.items(),
+        [("abcd xyab cdab", 262), ("zz aa bb zzaa", 259), ("café naïve 東京", 275),
+         ("To be or not to be, to sleep: that is the question", 300)],
+        strict=True,
+    ):
+        merges = [list(p) for p in ref_bpe.train_bpe(text, size)]
+        cases.append(Case(f"{probe!r} with merges trained on {name}",
+                          {"text": probe, "merges": merges}))
+    # (a, b) was merged first, (b, c) is the more frequent pair in the probe: merge order
+    # gives [256, c, 257, 257], frequency order would give [a, 257, 257, 257].
+    cases.append(Case("'abcbcbc' with merges (a, b) -> 256, (b, c) -> 257, (256, 257) -> 258",
+                      {"text": "abcbcbc", "merges": [[97, 98], [98, 99], [256, 257]]}))
+    return cases
+
+
+def _encode_frequency_order(text, merges):
+    rank = {tuple(p): n for n, p in enumerate(merges)}
+    ids = list(text.encode("utf-8"))
+    while True:
+        counts = Counter(p for p in zip(ids[:-1], ids[1:], strict=True) if p in rank)
+        if not counts:
+            return ids
+        pair = counts.most_common(1)[0][0]
+        ids = ref_bpe.merge_pair(ids, pair, 256 + rank[pair])
+
+
+def _encode_latest_first(text, merges):
+    rank = {tuple(p): n for n, p in enumerate(merges)}
+    ids = list(text.encode("utf-8"))
+    while True:
+        present = [p for p in set(zip(ids[:-1], ids[1:], strict=True)) if p in rank]
+        if not present:
+            return ids
+        pair = max(present, key=rank.__getitem__)
+        ids = ref_bpe.merge_pair(ids, pair, 256 + rank[pair])
+
+
+def _encode_one_pass(text, merges):
+    ids = list(text.encode("utf-8"))
+    rank = {tuple(p): n for n, p in enumerate(merges)}
+    present = [p for p in zip(ids[:-1], ids[1:], strict=True) if p in rank]
+    if present:
+        pair = min(present, key=rank.__getitem__)
+        ids = ref_bpe.merge_pair(ids, pair, 256 + rank[pair])
+    return ids
+
+
+ENCODE = Exercise(
+    name="bpe_encode",
+    chapter=CHAPTER,
+    reference=ref_bpe.bpe_encode,
+    make_cases=_encode_cases,
+    run=lambda f, a: _as_ids(f(a["text"], [tuple(p) for p in a["merges"]])),
+    outputs=("ids",),
+    mistakes=[
+        Mistake("frequency order",
+                "bpe_encode applies merges in frequency order (the most common pair in the "
+                "text first); apply the present pair with the earliest merge (lowest index) "
+                "first, as training did.", _encode_frequency_order),
+        Mistake("latest merge first",
+                "You apply the present pair with the latest merge first; apply the earliest "
+                "(lowest index) first.", _encode_latest_first),
+        Mistake("only one merge",
+                "You stop after one merge; repeat until no pair of the sequence is in the "
+                "merge list.", _encode_one_pass),
+    ],
+)
+
+# --------------------------------------------------------------------------- bpe_decode
+
+
+def _decode_cases(seed: int) -> list[Case]:
+    text = _TEXTS["multi-byte UTF-8"]
+    merges = ref_bpe.train_bpe(text, 275)
+    ids = ref_bpe.bpe_encode(text, merges)
+    shakespeare = _TEXTS["Shakespeare"]
+    s_merges = ref_bpe.train_bpe(shakespeare, 300)
+    raw = list("½ café".encode())
+    return [
+        Case("round trip of Shakespeare", {"ids": ref_bpe.bpe_encode(shakespeare, s_merges),
+                                           "merges": [list(p) for p in s_merges]}),
+        Case("round trip of multi-byte UTF-8", {"ids": ids, "merges": [list(p) for p in merges]}),
+        Case("bytes only, no merges: 'café ½'", {"ids": raw, "merges": []}),
+        Case("cut in the middle of a character (invalid UTF-8 is replaced)",
+             {"ids": raw[:1] + raw[3:5], "merges": []}),
+    ]
+
+
+def _decode_text(text: str) -> Tensor:
+    return torch.tensor([ord(c) for c in text], dtype=torch.long)
+
+
+def _vocab(merges):
+    vocab = {i: bytes([i]) for i in range(256)}
+    for n, (a, b) in enumerate(merges):
+        vocab[256 + n] = vocab[a] + vocab[b]
+    return vocab
+
+
+def _decode_per_token(ids, merges):
+    vocab = _vocab(merges)
+    return "".join(vocab[i].decode("utf-8", errors="replace") for i in ids)
+
+
+def _decode_ignore(ids, merges):
+    return b"".join(_vocab(merges)[i] for i in ids).decode("utf-8", errors="ignore")
+
+
+def _decode_latin1(ids, merges):
+    return b"".join(_vocab(merges)[i] for i in ids).decode("latin-1")
+
+
+DECODE = Exercise(
+    name="bpe_decode",
+    chapter=CHAPTER,
+    reference=ref_bpe.bpe_decode,
+    make_cases=_decode_cases,
+    run=lambda f, a: _decode_text(f(a["ids"], [tuple(p) for p in a["merges"]])),
+    outputs=("code_points",),
+    mistakes=[
+        Mistake("decodes each token separately",
+                "You decode every token on its own; a multi-byte character can be split "
+                "across tokens. Join all the bytes first, then decode once.", _decode_per_token),
+        Mistake("invalid bytes dropped",
+                "Invalid UTF-8 is dropped (errors='ignore'); replace it with U+FFFD "
+                "(errors='replace').", _decode_ignore),
+        Mistake("latin-1",
+                "The bytes are decoded as Latin-1; they are UTF-8.", _decode_latin1),
+    ],
+)
+
+# --------------------------------------------------------------------------- GPTBlock
+
+_BLOCK = {"d_model": 16, "n_heads": 4, "d_ff": 32}
+
+
+def _random_state(module: torch.nn.Module, g: torch.Generator, dtype: torch.dtype) -> dict[str, Tensor]:
+    """Random weights for every parameter, LayerNorms included, so that no part of a
+    module can be left out without changing the output."""
+    state = {}
+    for key, value in module.state_dict().items():
+        noise = randn(g, *value.shape, dtype=dtype)
+        if value.dim() > 1:
+            state[key] = 0.5 * noise
+        elif key.startswith(("ln", "blocks")) and ".ln" in f".{key}" and key.endswith("weight"):
+            state[key] = 1.0 + 0.2 * noise
+        else:
+            state[key] = 0.2 * noise
+    return state
+
+
+def _block_cases(seed: int) -> list[Case]:
+    g = torch.Generator().manual_seed(seed)
+    cases = []
+    for name, batch, length, dtype in [("(2, 6, 16)", 2, 6, torch.float32),
+                                        ("(1, 9, 16), float64", 1, 9, torch.float64),
+                                        ("(3, 4, 16)", 3, 4, torch.float32)]:
+        torch.manual_seed(seed)
+        state = _random_state(ref.GPTBlock(**_BLOCK), g, dtype)
+        x = randn(g, batch, length, 16, dtype=dtype)
+        changed = x.clone()
+        changed[:, -1] = randn(g, batch, 16, dtype=dtype) * 3
+        cases.append(Case(f"x {name}; then the last token changed; then cached in two chunks",
+                          {"init": _BLOCK, "state_dict": state, "x": x, "x_changed": changed}))
+    return cases
+
+
+def _run_block(cls: Any, a: dict[str, Any]) -> tuple[Tensor, Tensor, Tensor]:
+    block = build_module(cls, a["init"], a["state_dict"])
+    x = a["x"]
+    out = block(x)
+    # Causality: changing the last token must leave every earlier output as it was.
+    future_change = block(a["x_changed"])[:, :-1] - out[:, :-1]
+    cache = ref.KVCache()
+    split = x.size(1) // 2
+    cached = torch.cat([block(x[:, :split], cache=cache), block(x[:, split:], cache=cache)], dim=1)
+    return out, future_change, cached
+
+
+class _MutantBlock(ref.GPTBlock):
+    """The reference block with one mistake; the cached path stays the reference's."""
+
+    post_norm = False
+
+    def mask(self, length: int) -> Tensor | None:
+        return causal_mask(length)
+
+    def forward(self, x, cache=None):
+        h = x if self.post_norm else self.ln1(x)
+        if cache is None:
+            x = x + self.attn(h, h, h, self.mask(x.size(1)))
+        else:
+            x = x + self._attend_with_cache(h, cache)
+        if self.post_norm:
+            x = self.ln1(x)
+            return self.ln2(x + self.mlp(x))
+        return x + self.mlp(self.ln2(x))
+
+
+class _PostNormBlock(_MutantBlock):
+    post_norm = True
+
+
+class _LeakyBlock(_MutantBlock):
+    def mask(self, length):
+        return torch.ones(length, length, dtype=torch.bool).tril(1)  # sees the next token
+
+
+class _NoMaskBlock(_MutantBlock):
+    def mask(self, length):
+        return None
+
+
+class _ReluBlock(ref.GPTBlock):
+    def __init__(self, d_model, n_heads, d_ff, dropout=0.0):
+        super().__init__(d_model, n_heads, d_ff, dropout)
+        self.mlp.activation = "relu"
+
+
+GPT_BLOCK = Exercise(
+    name="GPTBlock",
+    chapter=CHAPTER,
+    reference=ref.GPTBlock,
+    make_cases=_block_cases,
+    run=_run_block,
+    outputs=("output", "future_change", "cached_output"),
+    mistakes=[
+        Mistake("post-norm",
+                "The block is post-norm (norm after the residual add); a GPT block is pre-norm: "
+                "x = x + attn(ln1(x)), then x = x + mlp(ln2(x)).", _PostNormBlock),
+        Mistake("causal mask sees the next token",
+                "The causal mask lets a position see the future: changing a later token "
+                "changed earlier outputs. Use causal_mask(L): True on and below the diagonal.",
+                _LeakyBlock),
+        Mistake("no causal mask",
+                "The attention has no causal mask, so every position sees the future "
+                "(changing a later token changed earlier outputs): pass causal_mask(L).",
+                _NoMaskBlock),
+        Mistake("relu",
+                "The feed-forward network uses ReLU; GPT uses GELU: "
+                "FeedForward(d_model, d_ff, dropout, activation='gelu').", _ReluBlock),
+    ],
+)
+
+# --------------------------------------------------------------------------- GPT
+
+_GPT = {"vocab_size": 13, "max_len": 12, "d_model": 16, "n_heads": 2, "n_layers": 2}
+
+
+def _gpt_cases(seed: int) -> list[Case]:
+    g = torch.Generator().manual_seed(seed)
+    cases = []
+    for name, init, batch, length, dtype in [
+        ("2 layers, idx (2, 7)", _GPT, 2, 7, torch.float32),
+        ("1 layer, d_ff=24, idx (1, 12) = max_len, float64",
+         {**_GPT, "n_layers": 1, "d_ff": 24}, 1, 12, torch.float64),
+        ("3 layers, idx (3, 5)", {**_GPT, "n_layers": 3}, 3, 5, torch.float32),
+    ]:
+        torch.manual_seed(seed)
+        state = _random_state(ref.GPT(**init), g, dtype)
+        # Only tok_emb is given: a tied head uses it, an untied one keeps its own weights.
+        state.pop("lm_head.weight")
+        idx = torch.randint(init["vocab_size"], (batch, length), generator=g)
+        cases.append(Case(f"{name}; then fed through the cache 3 tokens, then 1 at a time",
+                          {"init": init, "state_dict": state, "idx": idx}))
+    return cases
+
+
+def _run_gpt(cls: Any, a: dict[str, Any]) -> tuple[Tensor, Tensor]:
+    model = build_module(cls, a["init"], a["state_dict"])
+    idx = a["idx"]
+    logits = model(idx)
+    cache = model.new_cache()
+    pieces = [model(idx[:, :3], cache=cache)]
+    pieces += [model(idx[:, t : t + 1], cache=cache) for t in range(3, idx.size(1))]
+    return logits, torch.cat(pieces, dim=1)
+
+
+class _UntiedGPT(ref.GPT):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.lm_head.weight = torch.nn.Parameter(self.tok_emb.weight.detach().clone() * 0.5 + 0.01)
+
+
+class _CacheForgetsPositions(ref.GPT):
+    def forward(self, idx, cache=None):
+        positions = torch.arange(idx.size(1))  # always from 0, even after the cached tokens
+        x = self.tok_emb(idx) + self.pos_emb(positions)
+        for i, block in enumerate(self.blocks):
+            x = block(x, None if cache is None else cache[i])
+        return self.lm_head(self.ln_f(x))
+
+
+class _NoFinalNorm(ref.GPT):
+    def forward(self, idx, cache=None):
+        start = 0 if cache is None else len(cache[0])
+        x = self.tok_emb(idx) + self.pos_emb(torch.arange(start, start + idx.size(1)))
+        for i, block in enumerate(self.blocks):
+            x = block(x, None if cache is None else cache[i])
+        return self.lm_head(x)
+
+
+class _NoPositions(ref.GPT):
+    def forward(self, idx, cache=None):
+        x = self.tok_emb(idx)
+        for i, block in enumerate(self.blocks):
+            x = block(x, None if cache is None else cache[i])
+        return self.lm_head(self.ln_f(x))
+
+
+GPT = Exercise(
+    name="GPT",
+    chapter=CHAPTER,
+    reference=ref.GPT,
+    make_cases=_gpt_cases,
+    run=_run_gpt,
+    outputs=("logits", "cached_logits"),
+    mistakes=[
+        Mistake("head not tied",
+                "The output head is not tied to the token embedding: after creating lm_head, "
+                "set self.lm_head.weight = self.tok_emb.weight (the checks load only "
+                "tok_emb.weight).", _UntiedGPT),
+        Mistake("cache forgets positions",
+                "The KV cache forgets positions: tokens fed after the cached ones get position "
+                "embeddings from 0 again. Start the positions at len(cache[0]).",
+                _CacheForgetsPositions),
+        Mistake("no final LayerNorm",
+                "ln_f is never applied: normalise the last block's output before lm_head.",
+                _NoFinalNorm),
+        Mistake("no position embedding",
+                "The position embedding is missing: add pos_emb(positions) to tok_emb(idx).",
+                _NoPositions),
+    ],
+)
+
+# --------------------------------------------------------------------------- next_token_loss
+
+
+def _loss_cases(seed: int) -> list[Case]:
+    g = torch.Generator().manual_seed(seed)
+    return [
+        Case("logits (2, 5, 7)", {"logits": randn(g, 2, 5, 7) * 2,
+                                  "tokens": torch.randint(7, (2, 5), generator=g)}),
+        Case("logits (1, 9, 4), float64", {"logits": randn(g, 1, 9, 4, dtype=torch.float64) * 2,
+                                           "tokens": torch.randint(4, (1, 9), generator=g)}),
+        Case("logits (3, 2, 11): one prediction per row",
+             {"logits": randn(g, 3, 2, 11) * 2, "tokens": torch.randint(11, (3, 2), generator=g)}),
+    ]
+
+
+def _ce(logits: Tensor, targets: Tensor, reduction: str = "mean") -> Tensor:
+    return F.cross_entropy(logits.reshape(-1, logits.size(-1)), targets.reshape(-1), reduction=reduction)
+
+
+NEXT_TOKEN_LOSS = Exercise(
+    name="next_token_loss",
+    chapter=CHAPTER,
+    reference=ref.next_token_loss,
+    make_cases=_loss_cases,
+    run=lambda f, a: f(a["logits"], a["tokens"]),
+    outputs=("loss",),
+    mistakes=[
+        Mistake("no shift",
+                "You predict `tokens` from `logits` at the same position (no shift): the model "
+                "would learn to copy its input. Predict tokens[:, 1:] from logits[:, :-1].",
+                lambda logits, tokens: _ce(logits, tokens)),
+        Mistake("shifted the wrong way",
+                "The shift goes the wrong way: predict tokens[:, 1:] from logits[:, :-1].",
+                lambda logits, tokens: _ce(logits[:, 1:], tokens[:, :-1])),
+        Mistake("sum instead of mean",
+                "The loss is summed; take the mean over all B * (L - 1) predictions.",
+                lambda logits, tokens: _ce(logits[:, :-1], tokens[:, 1:], "sum")),
+    ],
+)
+
+# --------------------------------------------------------------------------- sample_next_token
+
+
+def _sample_cases(seed: int) -> list[Case]:
+    g = torch.Generator().manual_seed(seed)
+    # Many rows of the same few distributions: a sampler that draws from a different
+    # distribution gives different tokens in some row, with overwhelming probability.
+    base = randn(g, 4, 12, dtype=torch.float64) * 1.5
+    logits = base.repeat(64, 1).to(torch.float32)
+    settings = [
+        ("greedy (temperature=0)", {"temperature": 0.0}),
+        ("temperature=1", {"temperature": 1.0}),
+        ("temperature=0.5", {"temperature": 0.5}),
+        ("temperature=2.0", {"temperature": 2.0}),
+        ("top_k=3", {"temperature": 1.0, "top_k": 3}),
+        ("top_k=1 (greedy)", {"temperature": 1.0, "top_k": 1}),
+        ("top_p=0.6", {"temperature": 1.0, "top_p": 0.6}),
+        ("top_p=0.9 with temperature=0.8", {"temperature": 0.8, "top_p": 0.9}),
+        ("top_k=5 then top_p=0.7, float64", {"temperature": 1.0, "top_k": 5, "top_p": 0.7}),
+    ]
+    cases = []
+    for name, kwargs in settings:
+        x = logits.double() if "float64" in name else logits
+        cases.append(Case(f"{name}, logits (256, 12), generator seeded {seed}",
+                          {"logits": x, "seed": seed, **kwargs}))
+    return cases
+
+
+def _run_sample(f: Any, a: dict[str, Any]) -> Tensor:
+    generator = torch.Generator().manual_seed(a["seed"])
+    return f(a["logits"], temperature=a["temperature"], top_k=a.get("top_k"),
+             top_p=a.get("top_p"), generator=generator)
+
+
+def _sampler(logits, temperature=1.0, top_k=None, top_p=None, generator=None, *,
+             temperature_after_softmax=False, k_shift=0, drop_crossing=False,
+             greedy_at_one=False):
+    if temperature == 0 or (greedy_at_one and temperature == 1):
+        return logits.argmax(dim=-1)
+    if not temperature_after_softmax:
+        logits = logits / temperature
+    if top_k is not None:
+        k = max(1, min(top_k + k_shift, logits.size(-1)))
+        kth = logits.topk(k, dim=-1).values[..., -1:]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if top_p is not None:
+        sorted_logits, order = logits.sort(dim=-1, descending=True)
+        probs = sorted_logits.softmax(dim=-1)
+        cumulative = probs.cumsum(dim=-1)
+        drop_sorted = cumulative > top_p if drop_crossing else cumulative - probs >= top_p
+        drop_sorted[..., 0] = False
+        drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
+        logits = logits.masked_fill(drop, float("-inf"))
+    probs = logits.softmax(dim=-1)
+    if temperature_after_softmax:
+        probs = probs / temperature
+    return torch.multinomial(probs, num_samples=1, generator=generator)[:, 0]
+
+
+def _mutant_sampler(**flags):
+    def sample(logits, temperature=1.0, top_k=None, top_p=None, generator=None):
+        return _sampler(logits, temperature, top_k, top_p, generator, **flags)
+
+    return sample
+
+
+SAMPLE = Exercise(
+    name="sample_next_token",
+    chapter=CHAPTER,
+    reference=ref.sample_next_token,
+    make_cases=_sample_cases,
+    run=_run_sample,
+    outputs=("tokens",),
+    mistakes=[
+        Mistake("temperature after softmax",
+                "Temperature is applied after the softmax (dividing probabilities by T changes "
+                "nothing once they are renormalised); divide the logits by T before it.",
+                _mutant_sampler(temperature_after_softmax=True)),
+        Mistake("top-k keeps k+1",
+                "top-k keeps k+1 tokens; keep exactly the k largest logits "
+                "(logits.topk(k).values[..., -1:] is the smallest one kept).",
+                _mutant_sampler(k_shift=1)),
+        Mistake("top-k keeps k-1",
+                "top-k keeps k-1 tokens; keep exactly the k largest logits "
+                "(logits.topk(k).values[..., -1:] is the smallest one kept).",
+                _mutant_sampler(k_shift=-1)),
+        Mistake("top-p drops the crossing token",
+                "top-p drops the token that crosses the threshold; keep a token when the "
+                "probabilities before it (sorted, descending) sum to less than top_p.",
+                _mutant_sampler(drop_crossing=True)),
+        Mistake("greedy when temperature is 1",
+                "You return the argmax when temperature == 1; only temperature == 0 is greedy, "
+                "temperature 1 samples from the model's own distribution.",
+                _mutant_sampler(greedy_at_one=True)),
+    ],
+)
+
+# --------------------------------------------------------------------------- generate
+
+_GEN = {"vocab_size": 11, "max_len": 16, "d_model": 16, "n_heads": 2, "n_layers": 2}
+
+
+def _generate_cases(seed: int) -> list[Case]:
+    g = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    state = _random_state(ref.GPT(**_GEN), g, torch.float64)
+    prompt = torch.randint(_GEN["vocab_size"], (3, 4), generator=g)
+    settings = [
+        ("greedy, 8 new tokens", {"max_new_tokens": 8, "temperature": 0.0}),
+        ("temperature=1, 12 new tokens (fills max_len)", {"max_new_tokens": 12, "temperature": 1.0}),
+        ("temperature=0.8, top_k=4, 6 new tokens", {"max_new_tokens": 6, "temperature": 0.8, "top_k": 4}),
+        ("top_p=0.8, 1 new token", {"max_new_tokens": 1, "temperature": 1.0, "top_p": 0.8}),
+    ]
+    return [Case(f"{name}; prompt (3, 4); with and without the cache",
+                 {"init": _GEN, "state_dict": state, "idx": prompt, "seed": seed, **kwargs})
+            for name, kwargs in settings]
+
+
+def _run_generate(f: Any, a: dict[str, Any]) -> tuple[Tensor, Tensor]:
+    model = build_module(ref.GPT, a["init"], a["state_dict"])
+    outputs = []
+    for use_cache in (False, True):
+        outputs.append(f(model, a["idx"], a["max_new_tokens"], temperature=a["temperature"],
+                         top_k=a.get("top_k"), top_p=a.get("top_p"),
+                         generator=torch.Generator().manual_seed(a["seed"]), use_cache=use_cache))
+    return tuple(outputs)
+
+
+def _generate_first_position(model, idx, max_new_tokens, temperature=1.0, top_k=None,
+                             top_p=None, generator=None, use_cache=False):
+    for _ in range(max_new_tokens):
+        logits = model(idx[:, -model.max_len:])
+        token = ref.sample_next_token(logits[:, 0], temperature, top_k, top_p, generator)
+        idx = torch.cat([idx, token[:, None]], dim=1)
+    return idx
+
+
+def _generate_new_only(*args, **kwargs):
+    idx = args[1]
+    return ref.generate(*args, **kwargs)[:, idx.size(1):]
+
+
+def _generate_cache_refeeds(model, idx, max_new_tokens, temperature=1.0, top_k=None,
+                            top_p=None, generator=None, use_cache=False):
+    cache = model.new_cache() if use_cache else None
+    for _ in range(max_new_tokens):
+        if cache is not None:
+            cache = model.new_cache()  # a fresh cache every step: the new token sits at 0
+            logits = model(idx[:, -1:], cache=cache)
+        else:
+            logits = model(idx[:, -model.max_len:])
+        token = ref.sample_next_token(logits[:, -1], temperature, top_k, top_p, generator)
+        idx = torch.cat([idx, token[:, None]], dim=1)
+    return idx
+
+
+GENERATE = Exercise(
+    name="generate",
+    chapter=CHAPTER,
+    reference=ref.generate,
+    make_cases=_generate_cases,
+    run=_run_generate,
+    outputs=("tokens", "cached_tokens"),
+    mistakes=[
+        Mistake("first position",
+                "You sample from the logits of the first position; the next token is predicted "
+                "by the last one: logits[:, -1].", _generate_first_position),
+        Mistake("new tokens only",
+                "Return the prompt followed by the new tokens, (B, L + max_new_tokens).",
+                _generate_new_only),
+        Mistake("cache restarted every step",
+                "With use_cache=True, make one cache with model.new_cache() before the loop, "
+                "feed the whole prompt once, then only the newest token; a new cache every "
+                "step forgets the earlier tokens and their positions.", _generate_cache_refeeds),
+    ],
+)
+
+register(TRAIN_BPE, ENCODE, DECODE, GPT_BLOCK, GPT, NEXT_TOKEN_LOSS, SAMPLE, GENERATE)
