@@ -22,11 +22,12 @@ def test_char_tokenizer_round_trip_and_errors():
         tok.encode("z")
 
 
-def test_split_is_contiguous_and_complete():
+def test_split_takes_every_tenth_chunk():
     data = torch.arange(100)
-    train, val = train_val_split(data, 0.1)
-    assert torch.equal(torch.cat([train, val]), data)
-    assert len(val) == 10
+    train, val = train_val_split(data, 0.1, chunk=5)
+    assert val.tolist() == [*range(45, 50), *range(95, 100)]
+    assert torch.equal(torch.sort(torch.cat([train, val])).values, data)
+    assert len(train_val_split(data, 0.25, chunk=5)[1]) == 25
     with pytest.raises(ValueError):
         train_val_split(data, 1.5)
 
@@ -35,7 +36,9 @@ def test_load_corpus_split():
     corpus = load_corpus()
     assert corpus.tokenizer.vocab_size == len(set(corpus.text))
     assert len(corpus.train) + len(corpus.val) == len(corpus.text)
-    assert corpus.tokenizer.decode(corpus.val[:50]) == corpus.text[len(corpus.train):][:50]
+    # the first validation chunk is the tenth 10,000 characters of the text
+    assert corpus.tokenizer.decode(corpus.val[:50]) == corpus.text[90_000:90_050]
+    assert len(corpus.val) > 0.09 * len(corpus.text)
 
 
 def test_batches_are_windows_of_the_data_and_seeded():

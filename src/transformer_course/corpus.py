@@ -65,16 +65,26 @@ class Corpus:
     val: Tensor
 
 
-def train_val_split(data: Tensor, val_fraction: float = 0.1) -> tuple[Tensor, Tensor]:
-    """Split a 1-D token tensor into its first ``1 - val_fraction`` and the rest.
+def train_val_split(
+    data: Tensor, val_fraction: float = 0.1, chunk: int = 10_000
+) -> tuple[Tensor, Tensor]:
+    """Split a 1-D token tensor into training and validation tokens, chunk by chunk.
 
-    The validation part is a contiguous stretch at the end (the last plays), so no
-    training window overlaps it.
+    The data is cut into consecutive chunks of ``chunk`` tokens and every
+    ``1 / val_fraction``-th chunk goes to validation, so validation text comes from all
+    eight plays, like the training text. (Holding out only the end of the corpus would
+    measure how well the model knows the last play's style, not how well it has learned
+    Shakespeare.) Each part keeps its chunks in order.
+
+    Returns:
+        ``(train, val)``, 1-D tensors whose lengths add up to ``len(data)``.
     """
     if not 0.0 < val_fraction < 1.0:
         raise ValueError(f"val_fraction must be between 0 and 1, got {val_fraction}")
-    n_train = int(len(data) * (1.0 - val_fraction))
-    return data[:n_train], data[n_train:]
+    chunk_id = torch.arange(len(data)) // chunk
+    # Chunk i is validation when the running count of val_fraction * chunks steps up.
+    is_val = torch.floor((chunk_id + 1) * val_fraction) > torch.floor(chunk_id * val_fraction)
+    return data[~is_val], data[is_val]
 
 
 def load_corpus(val_fraction: float = 0.1) -> Corpus:

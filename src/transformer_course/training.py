@@ -128,22 +128,33 @@ def smooth(values: list[float], window: int = 20) -> list[float]:
 # --------------------------------------------------------------------------- language models (06)
 
 
-@torch.no_grad()
+def window_loss(model: nn.Module, windows: Tensor) -> Tensor:
+    """Mean next-token loss on ``windows (B, L + 1)``: the model reads the first ``L``
+    tokens and every one of its ``L`` positions predicts the token that follows.
+
+    Same value as ``next_token_loss(model(w), w)`` on ``w`` of ``L + 1`` tokens, except
+    that the model sees only ``L`` of them. Training this way gives every position up to
+    ``max_len - 1`` a target, so generation can use the full context window.
+    """
+    logits = model(windows[:, :-1])
+    return F.cross_entropy(logits.flatten(0, 1), windows[:, 1:].flatten())
+
+
 def estimate_lm_loss(
     model: nn.Module, data: Tensor, batch_size: int, block_size: int, n_batches: int, seed: int = 0
 ) -> float:
     """Mean next-token loss (nats per token) of ``model`` on ``n_batches`` random windows
-    of ``data``, drawn with a fixed seed so that evaluations are comparable."""
+    of ``block_size + 1`` tokens of ``data`` (:func:`window_loss`), drawn with a fixed
+    seed so that evaluations are comparable."""
     from transformer_course.corpus import get_batch
-    from transformer_course.gpt import next_token_loss
 
     was_training = model.training
     model.eval()
     generator = torch.Generator().manual_seed(seed)
     total = 0.0
-    for _ in range(n_batches):
-        tokens = get_batch(data, batch_size, block_size, generator)
-        total += next_token_loss(model(tokens), tokens).item()
+    with torch.no_grad():
+        for _ in range(n_batches):
+            total += window_loss(model, get_batch(data, batch_size, block_size + 1, generator)).item()
     model.train(was_training)
     return total / n_batches
 
@@ -171,8 +182,10 @@ def train_language_model(
         model: maps ``(B, L)`` token ids to ``(B, L, V)`` logits.
         train_data, val_data: 1-D LongTensors of token ids.
         steps: optimisation steps.
-        batch_size, block_size: each step draws ``batch_size`` windows of ``block_size``
-            tokens (:func:`transformer_course.corpus.get_batch`).
+        batch_size, block_size: each step draws ``batch_size`` windows of
+            ``block_size + 1`` tokens (:func:`transformer_course.corpus.get_batch`); the
+            model reads ``block_size`` of them (at most its ``max_len``) and predicts the
+            next token at every position (:func:`window_loss`).
         max_lr, min_lr, warmup_steps: linear warmup to ``max_lr``, cosine decay to
             ``min_lr`` at the last step.
         weight_decay: AdamW decay on matrices and embeddings (parameters with two or
@@ -187,7 +200,6 @@ def train_language_model(
         counts training time only, not evaluation) and ``"batch_loss"`` of every step.
     """
     from transformer_course.corpus import get_batch
-    from transformer_course.gpt import next_token_loss
 
     params = list(model.parameters())
     optimizer = torch.optim.AdamW(
@@ -216,8 +228,7 @@ def train_language_model(
             bar.set_postfix(train=f"{history['train_loss'][-1]:.3f}",
                             val=f"{history['val_loss'][-1]:.3f}", refresh=False)
         start = time.perf_counter()
-        tokens = get_batch(train_data, batch_size, block_size, generator)
-        loss = next_token_loss(model(tokens), tokens)
+        loss = window_loss(model, get_batch(train_data, batch_size, block_size + 1, generator))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         nn.utils.clip_grad_norm_(params, 1.0)
