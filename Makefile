@@ -3,6 +3,8 @@
 #   make test     create .venv (if needed) and run the whole test suite
 #   make release  regenerate notebooks/ (and sync solutions/) from the reference code
 #   make lint     ruff over the code
+#   make grade SUBMISSIONS=dir OUT=dir [JOBS=2]   grade a class (autograder/README.md)
+#   make book     build the course site (full setting) into book/_build/html
 
 PYTHON ?= python3
 VENV := .venv
@@ -25,18 +27,55 @@ $(STAMP): pyproject.toml constraints.txt
 lab: setup
 	$(VENV)/bin/jupyter lab notebooks/
 
-test: setup
+test: setup book-deps
 	$(PY) -m ruff check .
 	$(PY) -m transformer_course.release --check
-	$(PY) -m pytest
+	$(PY) -m pytest -n 2 --dist loadscope
 
 release: setup
 	$(PY) -m transformer_course.release
 
 lint: setup
-	$(PY) -m ruff check . && $(PY) -m ruff format --check src autograder tests
+	$(PY) -m ruff check .
 
 # Re-pin every package after a dependency change in pyproject.toml.
 freeze: setup
 	{ head -n 2 constraints.txt; $(PY) -m pip freeze --exclude-editable | sed 's/+cpu$$//'; } > constraints.new
 	mv constraints.new constraints.txt
+
+# The book. MathJax is served from the site itself (npm package, no CDN); the book's
+# test opens the site in headless Chromium. Both install once, then cost nothing.
+MATHJAX_VERSION := 3.2.2
+MATHJAX_SHA256 := 1b9c0a1c44df864e915690558e72adb9cc5203360daefd385084ced3b6c64c09
+MATHJAX := book/_vendor/_static/mathjax/tex-chtml.js
+NPM_CACHE := book/_vendor/npm
+
+.PHONY: book book-deps chromium
+
+book: setup book-deps
+	@start=$$(date +%s); $(VENV)/bin/jupyter-book build book --all -W --keep-going \
+	  && echo "book built in $$(( $$(date +%s) - start )) s: book/_build/html/index.html"
+
+book-deps: $(MATHJAX) chromium
+
+$(MATHJAX):
+	rm -rf $(NPM_CACHE) book/_vendor/_static/mathjax
+	mkdir -p $(NPM_CACHE) book/_vendor/_static
+	cd $(NPM_CACHE) && npm pack --silent mathjax@$(MATHJAX_VERSION) >/dev/null
+	echo "$(MATHJAX_SHA256)  $(NPM_CACHE)/mathjax-$(MATHJAX_VERSION).tgz" | sha256sum -c --quiet
+	tar -xzf $(NPM_CACHE)/mathjax-$(MATHJAX_VERSION).tgz -C $(NPM_CACHE)
+	mv $(NPM_CACHE)/package/es5 book/_vendor/_static/mathjax
+	rm -rf $(NPM_CACHE)
+
+# Debian's chromium; apt-get update only when the package lists cannot provide it.
+chromium:
+	@command -v chromium >/dev/null || { export DEBIAN_FRONTEND=noninteractive; \
+	  apt-get install -y chromium || { apt-get update && apt-get install -y chromium; }; }
+
+# Grade a class: SUBMISSIONS/<student>/<chapter id>.ipynb -> OUT (grades.csv, feedback).
+SUBMISSIONS ?= submissions
+OUT ?= grades
+JOBS ?= 2
+.PHONY: grade
+grade: setup
+	$(PY) -m autograder batch $(SUBMISSIONS) --out $(OUT) --jobs $(JOBS)
