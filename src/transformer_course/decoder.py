@@ -14,7 +14,13 @@ import torch
 from torch import Tensor, nn
 
 from transformer_course.attention import causal_mask
-from transformer_course.encoder import Encoder, FeedForward, LayerNorm, mha_state_from_torch
+from transformer_course.encoder import (
+    Encoder,
+    FeedForward,
+    LayerNorm,
+    mha_state_from_torch,
+    sublayer_state_from_torch,
+)
 from transformer_course.multi_head import MultiHeadAttention
 from transformer_course.positional import PositionalEncoding
 
@@ -244,12 +250,8 @@ def greedy_decode(
 def state_dict_from_torch_decoder_layer(layer: nn.TransformerDecoderLayer) -> dict[str, Tensor]:
     """The weights of a ``torch.nn.TransformerDecoderLayer`` under this course's names,
     ready for ``DecoderLayer.load_state_dict``."""
-    state = {
+    return {
         **mha_state_from_torch(layer.self_attn, "self_attn."),
         **mha_state_from_torch(layer.multihead_attn, "cross_attn."),
+        **sublayer_state_from_torch(layer, ["norm1", "norm2", "norm3"]),
     }
-    for ours, theirs in [("ff.linear1", "linear1"), ("ff.linear2", "linear2"),
-                         ("norm1", "norm1"), ("norm2", "norm2"), ("norm3", "norm3")]:
-        for kind in ("weight", "bias"):
-            state[f"{ours}.{kind}"] = getattr(layer, theirs).state_dict()[kind].clone()
-    return state

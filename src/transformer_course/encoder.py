@@ -170,9 +170,18 @@ def mha_state_from_torch(mha: nn.MultiheadAttention, prefix: str = "") -> dict[s
 def state_dict_from_torch_encoder_layer(layer: nn.TransformerEncoderLayer) -> dict[str, Tensor]:
     """The weights of a ``torch.nn.TransformerEncoderLayer`` under this course's names,
     ready for ``EncoderLayer.load_state_dict``."""
-    state = mha_state_from_torch(layer.self_attn, "self_attn.")
-    for ours, theirs in [("ff.linear1", "linear1"), ("ff.linear2", "linear2"),
-                         ("norm1", "norm1"), ("norm2", "norm2")]:
-        for kind in ("weight", "bias"):
-            state[f"{ours}.{kind}"] = getattr(layer, theirs).state_dict()[kind].clone()
-    return state
+    return {
+        **mha_state_from_torch(layer.self_attn, "self_attn."),
+        **sublayer_state_from_torch(layer, ["norm1", "norm2"]),
+    }
+
+
+def sublayer_state_from_torch(layer: nn.Module, norms: list[str]) -> dict[str, Tensor]:
+    """Weights and biases of a PyTorch Transformer layer's feed-forward network
+    (``linear1``, ``linear2``, ours under ``ff.``) and of the named LayerNorms."""
+    names = [("ff.linear1", "linear1"), ("ff.linear2", "linear2"), *((n, n) for n in norms)]
+    return {
+        f"{ours}.{kind}": getattr(layer, theirs).state_dict()[kind].clone()
+        for ours, theirs in names
+        for kind in ("weight", "bias")
+    }
