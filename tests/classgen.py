@@ -243,11 +243,14 @@ def multi_head_attention(p: Pick) -> tuple[str, str]:
             "must be divisible by n_heads={{n_heads}}')\nself.d_model, self.n_heads = d_model, "
             "n_heads\n" + heads + proj + "\n" + drop + "\nself.attn_weights: Tensor | None = None")
     inputs = (("q", "query", "{l}"), ("k", "key", "key.shape[1]"), ("v", "value", "value.size(1)"))
-    inline = "{b}, {l}, _ = query.shape\n" + "\n".join(
-        f"{{{name}}} = self.w_{name}({arg}).{p(['view', 'reshape'])}({{b}}, {p(['-1', length])}, "
-        f"self.n_heads, {p(['-1', 'self.d_model // self.n_heads'])})"
-        f"{p(['.transpose(1, 2)', '.permute(0, 2, 1, 3)'])}"
-        for name, arg, length in inputs)
+    lines = ["{b}, {l}, _ = query.shape"]
+    for name, arg, length in inputs:
+        length = p(["-1", length])
+        explicit = "self.d_model // self.n_heads"
+        d_head = explicit if length == "-1" else p(["-1", explicit])  # one -1 at most
+        lines.append(f"{{{name}}} = self.w_{name}({arg}).{p(['view', 'reshape'])}({{b}}, {length}, "
+                     f"self.n_heads, {d_head}){p(['.transpose(1, 2)', '.permute(0, 2, 1, 3)'])}")
+    inline = "\n".join(lines)
     split = p([inline,
                "{q} = split_heads(self.w_q(query), self.n_heads)\n"
                "{k} = split_heads(self.w_k(key), self.n_heads)\n"
