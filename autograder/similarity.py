@@ -50,6 +50,8 @@ from html import escape
 from itertools import combinations
 from pathlib import Path
 
+from tqdm.auto import tqdm
+
 from autograder.reader import Program, SubmissionError, read_submission
 
 K = 10
@@ -91,6 +93,8 @@ class Code:
 
 @dataclass
 class Pair:
+    """A reported pair (``student_a < student_b``) and how far it stands out."""
+
     chapter: str
     student_a: str
     student_b: str
@@ -100,6 +104,8 @@ class Pair:
 
 @dataclass
 class ChapterStats:
+    """A chapter's similarity distribution over all pairs and the threshold it gives."""
+
     chapter: str
     students: int
     pairs: int
@@ -365,7 +371,7 @@ def read_class(submissions: list[tuple[str, str, Path]], starter: Path = STARTER
         names, hashes, given = starter_code(chapter, starter)
         known = names | set(dir(builtins))
         codes, skipped = [], []
-        for student, path in entries:
+        for student, path in tqdm(entries, desc=f"similarity {chapter}", disable=None, leave=False):
             try:
                 units = units_of(read_submission(path), known, attributes, given)
             except (SubmissionError, OSError, RecursionError) as err:
@@ -456,7 +462,8 @@ def _page(sections: list[str], starter: Path) -> str:
     intro = ("<h1>Similarity report</h1><p>Pairs of students whose graded code is far more "
              "alike than the rest of the class's, after removing comments, docstrings, "
              "formatting, local names and the code given in the released notebooks "
-             f"({escape(str(starter))}); code many students share counts for little. "
+             f"({escape(starter.name)}/&lt;chapter&gt;.ipynb); code many students share counts "
+             "for little. "
              "Highlighted lines hold the rare code both share. This report is evidence for a "
              "person to weigh, never a verdict: it changes no grade.</p>")
     return head + intro + "\n".join(sections) + "</body></html>\n"

@@ -52,7 +52,7 @@ def main() -> None:
     summary.write_text(f"<!DOCTYPE html><html><head><meta charset='utf-8'>{STYLE}</head>"
                        f"<body>{body}</body></html>")
     images = ROOT / "book" / "images"
-    screenshot(summary, images / "class_summary.png", 800)
+    screenshot(summary, images / "class_summary.png", 560)
     screenshot(work / "grades" / "similarity.html", images / "similarity.png", 1000)
     print("copied pairs planted:", sorted(tuple(sorted(p)) for p in made.copied))
     print(f"wrote {images / 'class_summary.png'} and {images / 'similarity.png'} from {work}")
