@@ -374,8 +374,11 @@ def read_class(submissions: list[tuple[str, str, Path]], starter: Path = STARTER
         for student, path in tqdm(entries, desc=f"similarity {chapter}", disable=None, leave=False):
             try:
                 units = units_of(read_submission(path), known, attributes, given)
-            except (SubmissionError, OSError, RecursionError) as err:
+            except SubmissionError as err:
                 skipped.append(f"{student}: {err}")
+                continue
+            except Exception as err:  # noqa: BLE001 - one odd file must not stop the report
+                skipped.append(f"{student}: {type(err).__name__}: {err}")
                 continue
             codes.append(fingerprint(student, units, hashes))
         found[chapter] = (codes, skipped)

@@ -74,6 +74,8 @@ def generated(tmp_path_factory):
             "def causal_mask(seq_len):\n    tag = '<img src=x onerror=alert(1)>'\n"
             "    grid = [[c <= r for c in range(seq_len)] for r in range(seq_len)]\n"
             "    return torch.tensor(grid, dtype=torch.bool) if len(tag) else None\n")
+    (root / "broken").mkdir()
+    (root / "broken" / "01_attention.py").write_bytes(b"def softmax(x):\n    return '\xff'\n")
     out = root.parent / f"{root.name}-out"
     pairs = similarity_report(find_submissions(root)[0], out)
     return made, root, out, pairs
@@ -110,6 +112,7 @@ def test_page_shows_matching_code_side_by_side_escaped(generated):
     html = (out / "similarity.html").read_text()
     assert "<img" not in html and "&lt;img src=x" in html and "<script>x" not in html
     assert "&lt;script&gt;x" in html
+    assert "Not compared: broken: 01_attention.py is not UTF-8 text" in html
     a, b = sorted(next(iter(made.copied)))
     assert f"{a} &harr; {b}" in html
     assert html.count("<mark>") > 10 and html.count("<table>") == len(pairs)
