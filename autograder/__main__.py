@@ -29,6 +29,10 @@ def main(argv: list[str] | None = None) -> int:
     batch.add_argument("--out", type=Path, required=True)
     batch.add_argument("--jobs", type=int, default=1, help="submissions graded in parallel")
     batch.add_argument("--force", action="store_true", help="regrade results that are up to date")
+    batch.add_argument("--no-similarity", action="store_true",
+                       help="skip the similarity report (similarity.csv and similarity.html)")
+    batch.add_argument("--roster", type=Path,
+                       help="CSV with columns student,lms_id,name for canvas.csv and moodle.csv")
 
     for p in (grade, batch):
         p.add_argument("--seed", type=int, default=HIDDEN_SEED, help="seed of the hidden cases")
@@ -50,8 +54,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "batch":
             from autograder.batch import grade_class
 
-            grade_class(args.root, args.out, args.jobs, args.force, _limits(args), args.seed)
-            print(f"wrote {args.out / 'grades.csv'} and {args.out / 'summary.md'}")
+            grade_class(args.root, args.out, args.jobs, args.force, _limits(args), args.seed,
+                        similarity=not args.no_similarity, roster=args.roster)
+            written = ["grades.csv", "canvas.csv", "moodle.csv", "summary.md"]
+            written += [] if args.no_similarity else ["similarity.html"]
+            print(f"wrote {', '.join(str(args.out / name) for name in written)}")
             return 0
         if args.command == "gradescope":
             from autograder.gradescope import build_zip

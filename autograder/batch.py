@@ -1,25 +1,41 @@
 """Grade a class: ``ROOT/<student>/<chapter id>.ipynb`` (or ``.py``) into ``OUT``.
 
 Writes ``OUT/<student>/<chapter>.json`` (Gradescope's schema), ``OUT/<student>/feedback.md``
-and ``feedback.html``, ``OUT/grades.csv`` and ``OUT/summary.md``. Submissions run on
-``jobs`` workers in parallel; each exercise of each submission runs in its own confined
-process, so one submission's crash or timeout cannot touch another's result. A result
-whose sha256 matches the file is kept unless ``force``.
+and ``feedback.html``, ``OUT/grades.csv``, the LMS gradebooks ``OUT/canvas.csv`` and
+``OUT/moodle.csv`` (see :mod:`autograder.gradebook`), ``OUT/summary.md`` and, unless turned
+off, the similarity report ``OUT/similarity.csv`` and ``similarity.html`` (see
+:mod:`autograder.similarity`). Submissions run on ``jobs`` workers in parallel; each
+exercise of each submission runs in its own confined process, so one submission's crash
+or timeout cannot touch another's result.
+
+A previous result is reused only when its fingerprint matches: the submission's sha256,
+the seed, the chapter's rubric, the grader's version and a hash of the reference outputs
+of the chapter's cases (:func:`result_fingerprint`). Every file is written to a temporary
+file and renamed into place, so a killed batch never leaves a half-written file behind.
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
+import io
 import json
+import os
 import queue
+import tempfile
 import threading
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
+import torch
+
+import autograder
 from autograder.engine import HIDDEN_SEED, Grader, Limits, plan_chapter, sha256_of
+from autograder.gradebook import canvas_rows, match_roster, moodle_rows, read_roster
 from autograder.reader import SUFFIXES
 from autograder.report import class_summary, student_html, student_markdown
-from transformer_course.checks.registry import chapters
+from transformer_course.checks.registry import chapters, exercises
 
 
 def find_submissions(root: Path) -> tuple[list[tuple[str, str, Path]], list[str]]:
@@ -36,45 +52,113 @@ def find_submissions(root: Path) -> tuple[list[tuple[str, str, Path]], list[str]
     return found, ignored
 
 
+def write_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file in the same folder and a
+    rename, so that ``path`` holds either the old content or all of the new."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def reference_digest(chapter: str, seed: int) -> str:
+    """sha256 over the chapter's planned cases: names, seeds and reference outputs."""
+    digest = hashlib.sha256()
+    for plan in plan_chapter(chapter, seed):
+        digest.update(plan.exercise.name.encode())
+        for case, seed_, expected in zip(plan.cases, plan.seeds, plan.expected, strict=True):
+            digest.update(f"{case.name}|{seed_}".encode())
+            for name in sorted(expected):
+                tensor = expected[name].detach().cpu().contiguous()
+                digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}".encode())
+                digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def result_fingerprint(path: Path, chapter: str, seed: int, reference: str) -> dict[str, object]:
+    """What a result depends on; a result is reused only when all of it is unchanged.
+
+    Args:
+        reference: :func:`reference_digest` of the chapter and seed.
+    """
+    return {
+        "submission": sha256_of(path),
+        "seed": seed,
+        "rubric": {e.name: e.points for e in exercises(chapter)},
+        "grader_version": autograder.__version__,
+        "reference": reference,
+    }
+
+
+def _stale(target: Path, fingerprint: dict[str, object]) -> str | None:
+    """Why the result in ``target`` cannot be reused, or None when it can."""
+    if not target.exists():
+        return "not graded yet"
+    try:
+        previous = json.loads(target.read_text())
+        complete = isinstance(previous["score"], (int, float)) and isinstance(previous["tests"], list)
+    except (ValueError, OSError, KeyError, TypeError):
+        complete = False
+    if not complete:
+        return "unreadable or incomplete result"
+    stored = previous.get("extra_data", {}).get("fingerprint")
+    if not isinstance(stored, dict):
+        return "no fingerprint (graded by an older grader)"
+    changed = [key for key, value in fingerprint.items() if stored.get(key) != value]
+    return f"{', '.join(changed)} changed" if changed else None
+
+
 def grade_class(root: Path, out: Path, jobs: int = 1, force: bool = False,
                 limits: Limits | None = None, seed: int = HIDDEN_SEED,
-                log: Callable[[str], None] = print) -> dict[str, dict[str, dict]]:
-    """Grade every submission under ``root``; returns ``{student: {chapter: result}}``."""
+                log: Callable[[str], None] = print, similarity: bool = True,
+                roster: Path | None = None) -> dict[str, dict[str, dict]]:
+    """Grade every submission under ``root``; returns ``{student: {chapter: result}}``.
+
+    Args:
+        similarity: also write the similarity report (a report only; grades never change).
+        roster: CSV mapping student folders to LMS ids and names for the gradebooks.
+    """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    people = read_roster(roster) if roster else None  # a bad roster fails before grading
     submissions, ignored = find_submissions(root)
     for name in ignored:
         log(f"ignored {name} (its name is not a chapter id such as {chapters()[0]}.ipynb)")
     todo: queue.Queue = queue.Queue()
     grades: dict[str, dict[str, dict]] = {}
+    reasons: Counter = Counter()
+    digests = {c: reference_digest(c, seed) for c in sorted({c for _, c, _ in submissions})}
     for student, chapter, path in submissions:
-        target = out / student / f"{chapter}.json"
-        if not force and target.exists():
-            try:
-                previous = json.loads(target.read_text())
-                if previous.get("extra_data", {}).get("sha256") == sha256_of(path):
-                    grades.setdefault(student, {})[chapter] = previous
-                    continue
-            except (ValueError, OSError):
-                pass
-        todo.put((student, chapter, path))
-    for chapter in sorted({c for _, c, _ in submissions}):
-        plan_chapter(chapter, seed)  # reference outputs once, before the threads start
+        fingerprint = result_fingerprint(path, chapter, seed, digests[chapter])
+        why = "--force" if force else _stale(out / student / f"{chapter}.json", fingerprint)
+        if why is None:
+            previous = json.loads((out / student / f"{chapter}.json").read_text())
+            grades.setdefault(student, {})[chapter] = previous
+            continue
+        reasons[why] += 1
+        todo.put((student, chapter, path, fingerprint))
     lock = threading.Lock()
     pending = todo.qsize()
     log(f"{len(submissions)} submissions, {pending} to grade, {len(submissions) - pending} up to date")
+    if reasons:
+        log("to grade because: " + "; ".join(f"{why} ({n})" for why, n in reasons.most_common()))
 
     def work() -> None:
         with Grader(limits or Limits(), seed) as grader:
             while True:
                 try:
-                    student, chapter, path = todo.get_nowait()
+                    student, chapter, path, fingerprint = todo.get_nowait()
                 except queue.Empty:
                     return
                 result = grader.grade(path, chapter)
-                target = out / student / f"{chapter}.json"
-                target.parent.mkdir(parents=True, exist_ok=True)
-                target.write_text(json.dumps(result, indent=1))
+                result["extra_data"]["fingerprint"] = fingerprint
+                write_atomic(out / student / f"{chapter}.json", json.dumps(result, indent=1))
                 with lock:
                     grades.setdefault(student, {})[chapter] = result
                     log(f"{student}/{chapter}: {result['score']:g} / {result['max_score']:g}")
@@ -84,22 +168,43 @@ def grade_class(root: Path, out: Path, jobs: int = 1, force: bool = False,
         thread.start()
     for thread in threads:
         thread.join()
-    write_reports(out, grades)
+    write_reports(out, grades, people, log)
+    if similarity:
+        from autograder.similarity import similarity_report
+
+        pairs = similarity_report(submissions, out)
+        log(f"similarity: {len(pairs)} pair(s) stand out; see {out / 'similarity.html'}")
     return grades
 
 
-def write_reports(out: Path, grades: dict[str, dict[str, dict]]) -> None:
-    """grades.csv, the per-student feedback and the class summary."""
+def _csv(rows: list[list]) -> str:
+    buffer = io.StringIO()
+    csv.writer(buffer).writerows(rows)
+    return buffer.getvalue()
+
+
+def write_reports(out: Path, grades: dict[str, dict[str, dict]],
+                  roster: dict | None = None, log: Callable[[str], None] = print) -> None:
+    """grades.csv, the LMS gradebooks, the per-student feedback and the class summary."""
     order = [c for c in chapters() if any(c in g for g in grades.values())]
-    with open(out / "grades.csv", "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["student", *order, "total"])
-        for student in sorted(grades):
-            row = [grades[student][c]["score"] if c in grades[student] else "" for c in order]
-            writer.writerow([student, *row, round(sum(r["score"] for r in grades[student].values()), 4)])
+    rows = [["student", *order, "total"]]
+    for student in sorted(grades):
+        row = [grades[student][c]["score"] if c in grades[student] else "" for c in order]
+        rows.append([student, *row, round(sum(r["score"] for r in grades[student].values()), 4)])
+    write_atomic(out / "grades.csv", _csv(rows))
+    people, not_in_roster, no_submission = match_roster(sorted(grades), roster)
+    write_atomic(out / "canvas.csv", _csv(canvas_rows(people, grades, order, roster is not None)))
+    write_atomic(out / "moodle.csv", _csv(moodle_rows(people, grades, order, roster is not None)))
+    if roster is not None:
+        lines = [f"in the submissions but not in the roster (exported without an LMS id): {s}"
+                 for s in not_in_roster]
+        lines += [f"in the roster but with no submission (exported with empty grades): {s}"
+                  for s in no_submission]
+        for line in lines:
+            log(line)
+        write_atomic(out / "roster_mismatch.txt", "\n".join(lines) + "\n" if lines else "")
     for student, results in grades.items():
         ordered = {c: results[c] for c in order if c in results}
-        (out / student).mkdir(parents=True, exist_ok=True)
-        (out / student / "feedback.md").write_text(student_markdown(student, ordered))
-        (out / student / "feedback.html").write_text(student_html(student, ordered))
-    (out / "summary.md").write_text(class_summary(grades, order))
+        write_atomic(out / student / "feedback.md", student_markdown(student, ordered))
+        write_atomic(out / student / "feedback.html", student_html(student, ordered))
+    write_atomic(out / "summary.md", class_summary(grades, order))
