@@ -1,13 +1,18 @@
-"""The browser shared by the browser tests (the book, JupyterLab): the installed Chromium
-found by ``scripts/browser.py``, driven by Playwright. Screenshots go to
-``build/test-artifacts/``."""
+"""Fixtures of the test suite: the browser shared by the browser tests (the book,
+JupyterLab), the installed Chromium found by ``scripts/browser.py`` and driven by
+Playwright; screenshots go to ``build/test-artifacts/``. Training runs on the CPU."""
 
 from __future__ import annotations
 
 import importlib.util
+import os
 from pathlib import Path
 
 import pytest
+
+from transformer_course.device import DEVICE_ENV
+
+os.environ[DEVICE_ENV] = "cpu"  # the suite's numbers are CPU numbers; kernels inherit it
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "build" / "test-artifacts"
