@@ -133,7 +133,7 @@ PAGE_CHECK_JS = r"""
   const external = [...document.querySelectorAll("script[src], link[rel=stylesheet][href]")]
     .map(el => el.src || el.href).filter(url => new URL(url).origin !== location.origin);
   const launch = [...document.querySelectorAll("a[href]")].map(a => a.href)
-    .filter(h => /mybinder\.org|git-pull\?repo=/.test(h));
+    .filter(h => /mybinder\.org|git-pull\?repo=|colab\.research\.google\.com/.test(h));
   return {status: nav ? nav.responseStatus : null, title: document.title,
           articleChars: article.innerText.length, mathjax, mathjaxScripts: scripts,
           mathElements: mathElements.length,

@@ -212,6 +212,10 @@ def test_launch_buttons_open_the_chapter_from_the_repository(site):
             launch
         )
         assert any(url.startswith(hub) and notebook in url for url in launch), launch
+        # Colab reads GitHub, where book/chapters is a link: it opens the student notebook.
+        branch = CONFIG["repository"]["branch"]
+        colab = f"https://colab.research.google.com/github/{repository}/blob/{branch}/notebooks/{path.name}"
+        assert colab in launch, launch
 
 
 def test_footer_and_api_reference(site):
