@@ -91,7 +91,8 @@ def lab(scripts):
 
 @pytest.fixture
 def jupyterlab(tmp_path, lab):
-    """A running JupyterLab on a copy of the student notebooks: (base URL, token, folder)."""
+    """JupyterLab started by ``scripts/lab.py`` on a copy of the student notebooks:
+    (the URL it printed, the folder)."""
     work = tmp_path / "notebooks"
     shutil.copytree(ROOT / "notebooks", work)
     _settings(tmp_path / "settings")
@@ -120,8 +121,9 @@ def jupyterlab(tmp_path, lab):
             server.kill()
             pytest.fail("JupyterLab did not start:\n" + (tmp_path / "lab.log").read_text()[-3000:])
         time.sleep(0.5)
+    printed = re.search(r"JupyterLab: (\S+)", (tmp_path / "lab.log").read_text())
     try:
-        yield base, token, work
+        yield printed and printed[1], work
     finally:
         descendants = _children(server.pid)
         server.send_signal(signal.SIGINT)
@@ -138,7 +140,6 @@ def jupyterlab(tmp_path, lab):
         for pid, _ in left:
             os.kill(pid, signal.SIGKILL)
         assert not left, f"processes left behind by JupyterLab: {left}"
-    assert server.returncode is not None
 
 
 def _cell_index(notebook, text: str) -> int:
@@ -191,7 +192,8 @@ def _save(page, path: Path, index: int, lines: list[str]) -> None:
 
 
 def test_student_edits_runs_checks_and_is_graded_in_jupyterlab(jupyterlab, browser, artifacts, tmp_path):
-    base, token, work = jupyterlab
+    url, work = jupyterlab
+    assert url and re.fullmatch(r"http://127\.0\.0\.1:\d+/lab\?token=course-test-token", url), url
     shots = artifacts / "lab"
     path = work / f"{CHAPTER}.ipynb"
     notebook = nbformat.read(path, as_version=4)
@@ -201,7 +203,7 @@ def test_student_edits_runs_checks_and_is_graded_in_jupyterlab(jupyterlab, brows
 
     page = browser.new_page(viewport={"width": 1280, "height": 1000})
     page.set_default_timeout(60_000)
-    page.goto(f"{base}/lab/tree/{path.name}?token={token}")
+    page.goto(url.replace("/lab?", f"/lab/tree/{path.name}?"))
     cells = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook .jp-Cell")
     cells.nth(len(notebook.cells) - 1).wait_for()
     assert cells.count() == len(notebook.cells)
@@ -264,3 +266,22 @@ def test_lab_command_allows_root_only_for_root(lab, tmp_path):
     as_user = lab.lab_command(tmp_path, "127.0.0.1", 8888, "t", ["--foo"], is_root=False)
     assert "--allow-root" in as_root and "--allow-root" not in as_user
     assert "--no-browser" in as_user and as_user[-1] == "--foo"
+
+
+def test_browser_is_found_or_named(scripts, monkeypatch, tmp_path):
+    finder = scripts("browser")
+    chrome = tmp_path / "bin" / "google-chrome"
+    chrome.parent.mkdir()
+    chrome.write_text("#!/bin/sh\n")
+    chrome.chmod(0o755)
+    monkeypatch.delenv("CHROMIUM", raising=False)
+    monkeypatch.setenv("PATH", str(chrome.parent))
+    assert finder.find_browser() == str(chrome)
+    chrome.unlink()
+    monkeypatch.setattr(finder, "_playwright_chromium", lambda: None)
+    with pytest.raises(RuntimeError, match="apt-get install -y chromium") as missing:
+        finder.find_browser()
+    assert "playwright install chromium" in str(missing.value)
+    monkeypatch.setenv("CHROMIUM", str(tmp_path / "nowhere"))
+    with pytest.raises(RuntimeError, match="not an executable file"):
+        finder.find_browser()
