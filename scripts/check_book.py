@@ -166,20 +166,21 @@ def serve(directory: Path) -> Iterator[str]:
 def check_page(page, url: str, screenshot: Path | None = None) -> dict:
     """Load ``url`` in a Playwright ``page``, run the page checks, optionally screenshot."""
     exceptions: list[str] = []
-    errors: list[str] = []
+    failed: list[str] = []  # resources that do not load (what the browser logs as errors)
     page.on("pageerror", lambda error: exceptions.append(f"{error.name}: {error.message}"))
+    page.on("requestfailed", lambda request: failed.append(f"{request.url} ({request.failure})"))
 
-    def on_console(message) -> None:
-        if message.type == "error":
-            errors.append(f"{message.text} {message.location.get('url', '')}".strip())
+    def on_response(response) -> None:
+        if response.status >= 400:
+            failed.append(f"{response.url} (HTTP {response.status})")
 
-    page.on("console", on_console)
+    page.on("response", on_response)
     try:
         response = page.goto(url, wait_until="load")
     except Exception as err:  # Playwright's own error: the page did not load at all
         return {"url": url, "error": str(err).splitlines()[0]}
     report = page.evaluate(PAGE_CHECK_JS)
-    report.update(url=url, exceptions=exceptions, console_errors=errors)
+    report.update(url=url, exceptions=exceptions, failed_resources=failed)
     report["status"] = report["status"] or response.status
     if screenshot is not None:
         page.evaluate("window.scrollTo(0, 0)")
@@ -222,7 +223,7 @@ def page_problems(report: dict) -> list[str]:
     if report["articleChars"] < 50:
         problems.append("page has (almost) no content")
     problems += [f"JavaScript exception: {text}" for text in report["exceptions"]]
-    problems += [f"console error: {text}" for text in report["console_errors"]]
+    problems += [f"resource does not load: {text}" for text in report["failed_resources"]]
     problems += [f"loads from outside the site: {url}" for url in report["external"]]
     if report["mathElements"] and report["mathjax"] is None:
         problems.append(f"{report['mathElements']} formulas but MathJax did not start")

@@ -117,7 +117,7 @@ def test_every_page_loads_cleanly(site):
         found = [
             p
             for p in check_book.page_problems(report)
-            if p.startswith(("does not load", "HTTP", "page has", "JavaScript", "console", "loads from"))
+            if p.startswith(("does not load", "HTTP", "page has", "JavaScript", "resource", "loads from"))
         ]
         if found:
             problems[page] = found
@@ -266,7 +266,8 @@ def test_browser_check_reports_each_kind_of_problem(browser, tmp_path):
         "MathJax did not start",
         "formula not typeset: '\\\\(x^2\\\\)'",
         "raw TeX visible",
-        "missing.png",
+        "resource does not load: http://127.0.0.1:",
+        "missing.png (HTTP 404)",
         "nowhere.html (HTTP 404)",
         "good.html#nope (no such anchor)",
         "toggle 'Show solution' does not fold its code",

@@ -134,7 +134,7 @@ def _colab_opens_the_student_notebook(app: Sphinx, pagename, templatename, conte
     ``book/chapters``: its launch button opens the chapter's student notebook instead
     (``notebooks/``, same file name), the one with the exercises to do."""
     for button in context.get("header_buttons", []):
-        for item in button.get("items", []):
+        for item in button.get("buttons", []):
             if item.get("text") == "Colab":
                 item["url"] = item["url"].replace("/book/chapters/", "/notebooks/")
 
