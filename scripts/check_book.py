@@ -1,7 +1,7 @@
 """Open the built book in headless Chromium and check every page as a reader sees it.
 
-The site is served on 127.0.0.1 and driven through the Chrome DevTools Protocol over a
-pipe (``--remote-debugging-pipe``; standard library only). For each page it checks:
+The site is served on 127.0.0.1 and opened in the installed Chromium through Playwright
+(``scripts/browser.py`` finds the browser). For each page it checks:
 
 - the page loads (HTTP 200, no JavaScript exception, no resource that fails to load)
   and loads no script or stylesheet from outside the site (it must work offline);
@@ -22,39 +22,16 @@ prints a line per page and every problem; exit status 1 when there is any.
 from __future__ import annotations
 
 import argparse
-import base64
-import fcntl
 import functools
 import http.server
 import json
-import os
-import select
-import shutil
-import subprocess
 import sys
-import tempfile
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-CHROMIUM_FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    # without these it stalls on refused connections to Google's services
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-dev-shm-usage",
-    "--hide-scrollbars",
-    "--mute-audio",
-    "--remote-debugging-pipe",
-]
-VIEWPORT = {"width": 1280, "height": 900, "deviceScaleFactor": 1, "mobile": False}
+VIEWPORT = {"width": 1280, "height": 900}
 SKIP_DIRS = {"_static", "_sources", "_images", "_sphinx_design_static"}
 
 # Runs inside each page; resolves to a JSON-able report.
@@ -156,7 +133,7 @@ PAGE_CHECK_JS = r"""
   const external = [...document.querySelectorAll("script[src], link[rel=stylesheet][href]")]
     .map(el => el.src || el.href).filter(url => new URL(url).origin !== location.origin);
   const launch = [...document.querySelectorAll("a[href]")].map(a => a.href)
-    .filter(h => /mybinder\.org|git-pull\?repo=/.test(h));
+    .filter(h => /mybinder\.org|git-pull\?repo=|colab\.research\.google\.com/.test(h));
   return {status: nav ? nav.responseStatus : null, title: document.title,
           articleChars: article.innerText.length, mathjax, mathjaxScripts: scripts,
           mathElements: mathElements.length,
@@ -186,154 +163,30 @@ def serve(directory: Path) -> Iterator[str]:
         server.server_close()
 
 
-def find_chromium() -> str:
-    """Path of the Chromium binary, or a clear error that says how to install it."""
-    for name in ("chromium", "chromium-browser", "google-chrome"):
-        if path := shutil.which(name):
-            return path
-    raise RuntimeError("Chromium not found: run `make book-deps` (apt-get install chromium)")
+def check_page(page, url: str, screenshot: Path | None = None) -> dict:
+    """Load ``url`` in a Playwright ``page``, run the page checks, optionally screenshot."""
+    exceptions: list[str] = []
+    failed: list[str] = []  # resources that do not load (what the browser logs as errors)
+    page.on("pageerror", lambda error: exceptions.append(f"{error.name}: {error.message}"))
+    page.on("requestfailed", lambda request: failed.append(f"{request.url} ({request.failure})"))
 
+    def on_response(response) -> None:
+        if response.status >= 400:
+            failed.append(f"{response.url} (HTTP {response.status})")
 
-def _describe(details: dict) -> str:
-    """One line for a JavaScript exception: message and where it was thrown."""
-    exception = details.get("exception", {})
-    message = exception.get("description") or details.get("text", "")
-    return f"{message.splitlines()[0] if message else '?'} at {details.get('url', '?')}"
-
-
-def _high_fd(fd: int) -> int:
-    high = fcntl.fcntl(fd, fcntl.F_DUPFD, 10)
-    os.close(fd)
-    return high
-
-
-class Browser:
-    """Headless Chromium driven over the DevTools protocol (JSON messages, NUL-ended)."""
-
-    def __init__(self, timeout: float = 60.0) -> None:
-        self.timeout = timeout
-        self._profile = tempfile.mkdtemp(prefix="book-chromium-")
-        to_browser_r, self._to_browser = os.pipe()
-        self._from_browser, from_browser_w = os.pipe()
-        # move the child's ends above 9 so that the redirections below cannot clash
-        to_browser_r, from_browser_w = (_high_fd(fd) for fd in (to_browser_r, from_browser_w))
-        # Chromium reads commands on fd 3 and writes replies on fd 4.
-        shell = f'exec 3<&{to_browser_r} 4>&{from_browser_w} {to_browser_r}<&- {from_browser_w}>&-; exec "$@"'
-        self._process = subprocess.Popen(
-            [
-                "bash",
-                "-c",
-                shell,
-                "bash",
-                find_chromium(),
-                *CHROMIUM_FLAGS,
-                f"--user-data-dir={self._profile}",
-                "about:blank",
-            ],
-            pass_fds=(to_browser_r, from_browser_w),
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-        os.close(to_browser_r)
-        os.close(from_browser_w)
-        self._buffer = b""
-        self._next_id = 0
-        self.events: list[dict] = []
-        target = self.call("Target.createTarget", {"url": "about:blank"})["targetId"]
-        self.session = self.call("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
-        for method in ("Page.enable", "Runtime.enable", "Log.enable"):
-            self.call(method, session=self.session)
-        self.call("Emulation.setDeviceMetricsOverride", VIEWPORT, session=self.session)
-
-    def _read_message(self, deadline: float) -> dict:
-        while b"\0" not in self._buffer:
-            left = deadline - time.monotonic()
-            if left <= 0 or not select.select([self._from_browser], [], [], left)[0]:
-                raise TimeoutError("Chromium did not answer in time")
-            chunk = os.read(self._from_browser, 1 << 20)
-            if not chunk:
-                raise RuntimeError("Chromium exited")
-            self._buffer += chunk
-        message, _, self._buffer = self._buffer.partition(b"\0")
-        return json.loads(message)
-
-    def call(
-        self,
-        method: str,
-        params: dict | None = None,
-        session: str | None = None,
-        timeout: float | None = None,
-    ) -> dict:
-        """Send one command and return its result (events that arrive meanwhile are kept)."""
-        self._next_id += 1
-        message = {"id": self._next_id, "method": method, "params": params or {}}
-        if session:
-            message["sessionId"] = session
-        os.write(self._to_browser, json.dumps(message).encode() + b"\0")
-        deadline = time.monotonic() + (timeout or self.timeout)
-        while True:
-            reply = self._read_message(deadline)
-            if reply.get("id") == self._next_id:
-                if "error" in reply:
-                    raise RuntimeError(f"{method}: {reply['error']}")
-                return reply["result"]
-            self.events.append(reply)
-
-    def wait_for(self, event: str, timeout: float | None = None) -> dict:
-        deadline = time.monotonic() + (timeout or self.timeout)
-        while True:
-            for i, message in enumerate(self.events):
-                if message.get("method") == event:
-                    return self.events.pop(i)
-            self.events.append(self._read_message(deadline))
-
-    def check_page(self, url: str, screenshot: Path | None = None) -> dict:
-        """Load ``url``, run the page checks, and optionally save a screenshot."""
-        self.events.clear()
-        navigation = self.call("Page.navigate", {"url": url}, session=self.session)
-        if navigation.get("errorText"):
-            return {"url": url, "error": navigation["errorText"]}
-        self.wait_for("Page.loadEventFired")
-        result = self.call(
-            "Runtime.evaluate",
-            {"expression": PAGE_CHECK_JS, "awaitPromise": True, "returnByValue": True},
-            session=self.session,
-        )
-        if "exceptionDetails" in result:
-            return {"url": url, "error": f"page check failed: {result['exceptionDetails']}"}
-        report = result["result"]["value"]
-        report["url"] = url
-        report["exceptions"] = [
-            _describe(e["params"]["exceptionDetails"])
-            for e in self.events
-            if e.get("method") == "Runtime.exceptionThrown"
-        ]
-        report["console_errors"] = [
-            e["params"]["entry"].get("text", "") + " " + e["params"]["entry"].get("url", "")
-            for e in self.events
-            if e.get("method") == "Log.entryAdded" and e["params"]["entry"]["level"] == "error"
-        ]
-        if screenshot is not None:
-            self.call("Runtime.evaluate", {"expression": "window.scrollTo(0, 0)"}, session=self.session)
-            data = self.call("Page.captureScreenshot", {"format": "png"}, session=self.session)
-            screenshot.parent.mkdir(parents=True, exist_ok=True)
-            screenshot.write_bytes(base64.b64decode(data["data"]))
-        return report
-
-    def close(self) -> None:
-        try:
-            self.call("Browser.close", timeout=5)
-        except (RuntimeError, TimeoutError):
-            pass
-        try:
-            self._process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(self._process.pid, 9)
-            self._process.wait()
-        os.close(self._to_browser)
-        os.close(self._from_browser)
-        shutil.rmtree(self._profile, ignore_errors=True)
+    page.on("response", on_response)
+    try:
+        response = page.goto(url, wait_until="load")
+    except Exception as err:  # Playwright's own error: the page did not load at all
+        return {"url": url, "error": str(err).splitlines()[0]}
+    report = page.evaluate(PAGE_CHECK_JS)
+    report.update(url=url, exceptions=exceptions, failed_resources=failed)
+    report["status"] = report["status"] or response.status
+    if screenshot is not None:
+        page.evaluate("window.scrollTo(0, 0)")
+        screenshot.parent.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=screenshot)
+    return report
 
 
 def site_pages(html_dir: Path) -> list[str]:
@@ -346,17 +199,17 @@ def site_pages(html_dir: Path) -> list[str]:
     return pages
 
 
-def check_site(html_dir: Path, screenshots: dict[str, Path] | None = None) -> dict[str, dict]:
-    """Report of every page (``site_pages``) as loaded in headless Chromium."""
+def check_site(html_dir: Path, browser, screenshots: dict[str, Path] | None = None) -> dict[str, dict]:
+    """Report of every page (``site_pages``) as loaded in ``browser`` (Playwright's)."""
     screenshots = screenshots or {}
     reports = {}
     with serve(html_dir) as base:
-        browser = Browser()
-        try:
-            for page in site_pages(html_dir):
-                reports[page] = browser.check_page(base + page, screenshots.get(page))
-        finally:
-            browser.close()
+        for page_name in site_pages(html_dir):
+            page = browser.new_page(viewport=VIEWPORT)
+            try:
+                reports[page_name] = check_page(page, base + page_name, screenshots.get(page_name))
+            finally:
+                page.close()
     return reports
 
 
@@ -370,7 +223,7 @@ def page_problems(report: dict) -> list[str]:
     if report["articleChars"] < 50:
         problems.append("page has (almost) no content")
     problems += [f"JavaScript exception: {text}" for text in report["exceptions"]]
-    problems += [f"console error: {text}" for text in report["console_errors"]]
+    problems += [f"resource does not load: {text}" for text in report["failed_resources"]]
     problems += [f"loads from outside the site: {url}" for url in report["external"]]
     if report["mathElements"] and report["mathjax"] is None:
         problems.append(f"{report['mathElements']} formulas but MathJax did not start")
@@ -412,7 +265,15 @@ def main(argv: list[str] | None = None) -> int:
         chapters = [p for p in pages if p.startswith("chapters/")]
         for page in ["intro.html", *chapters[:1]]:
             shots[page] = args.screenshots / (Path(page).stem + ".png")
-    reports = check_site(args.html_dir, shots)
+    import browser as course_browser  # scripts/browser.py, beside this file
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = course_browser.launch(playwright)
+        try:
+            reports = check_site(args.html_dir, chromium, shots)
+        finally:
+            chromium.close()
     if args.json:
         args.json.write_text(json.dumps(reports, indent=1))
     failed = 0

@@ -1,4 +1,4 @@
-"""The course book, built at the quick setting and read in headless Chromium.
+"""The course book, built at the quick setting and read in headless Chromium (Playwright).
 
 One build (every chapter notebook executed, warnings are errors) and one pass of the
 browser over every page (scripts/check_book.py) feed all the tests below. Artifacts
@@ -57,7 +57,7 @@ class Site:
 
 
 @pytest.fixture(scope="module")
-def site() -> Site:
+def site(browser) -> Site:
     start = time.monotonic()
     build = subprocess.run(
         [
@@ -92,7 +92,7 @@ def site() -> Site:
     if first:
         shots[first] = SHOTS / f"{CHAPTERS[0].stem}.png"
     start = time.monotonic()
-    reports = check_book.check_site(HTML, shots)
+    reports = check_book.check_site(HTML, browser, shots)
     timing = {"quick_build_s": round(build_s, 1), "browser_s": round(time.monotonic() - start, 1)}
     executed = re.findall(r"(\w+)\.ipynb: Executed notebook in ([\d.]+) seconds", build.stdout + build.stderr)
     timing["notebooks_s"] = {name: float(seconds) for name, seconds in executed}
@@ -117,7 +117,7 @@ def test_every_page_loads_cleanly(site):
         found = [
             p
             for p in check_book.page_problems(report)
-            if p.startswith(("does not load", "HTTP", "page has", "JavaScript", "console", "loads from"))
+            if p.startswith(("does not load", "HTTP", "page has", "JavaScript", "resource", "loads from"))
         ]
         if found:
             problems[page] = found
@@ -212,6 +212,10 @@ def test_launch_buttons_open_the_chapter_from_the_repository(site):
             launch
         )
         assert any(url.startswith(hub) and notebook in url for url in launch), launch
+        # Colab reads GitHub, where book/chapters is a link: it opens the student notebook.
+        branch = CONFIG["repository"]["branch"]
+        colab = f"https://colab.research.google.com/github/{repository}/blob/{branch}/notebooks/{path.name}"
+        assert colab in launch, launch
 
 
 def test_footer_and_api_reference(site):
@@ -249,11 +253,11 @@ BAD_PAGE = """<!DOCTYPE html><html><head><title>bad</title><link rel="icon" href
 DOT = '<svg xmlns="http://www.w3.org/2000/svg" width="4" height="4"><rect width="4" height="4"/></svg>'
 
 
-def test_browser_check_reports_each_kind_of_problem(tmp_path):
+def test_browser_check_reports_each_kind_of_problem(browser, tmp_path):
     (tmp_path / "good.html").write_text(GOOD_PAGE)
     (tmp_path / "bad.html").write_text(BAD_PAGE)
     (tmp_path / "dot.svg").write_text(DOT)
-    reports = check_book.check_site(tmp_path)
+    reports = check_book.check_site(tmp_path, browser)
     assert check_book.page_problems(reports["good.html"]) == []
     assert reports["good.html"]["toggles"][0]["opens"]
     problems = "\n".join(check_book.page_problems(reports["bad.html"]))
@@ -262,7 +266,8 @@ def test_browser_check_reports_each_kind_of_problem(tmp_path):
         "MathJax did not start",
         "formula not typeset: '\\\\(x^2\\\\)'",
         "raw TeX visible",
-        "missing.png",
+        "resource does not load: http://127.0.0.1:",
+        "missing.png (HTTP 404)",
         "nowhere.html (HTTP 404)",
         "good.html#nope (no such anchor)",
         "toggle 'Show solution' does not fold its code",

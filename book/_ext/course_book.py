@@ -129,10 +129,21 @@ def _dedupe_scripts(app: Sphinx, pagename, templatename, context, doctree) -> No
     context["script_files"][:] = unique
 
 
+def _colab_opens_the_student_notebook(app: Sphinx, pagename, templatename, context, doctree) -> None:
+    """Colab reads a notebook straight from GitHub, which does not follow the symbolic link
+    ``book/chapters``: its launch button opens the chapter's student notebook instead
+    (``notebooks/``, same file name), the one with the exercises to do."""
+    for button in context.get("header_buttons", []):
+        for item in button.get("buttons", []):
+            if item.get("text") == "Colab":
+                item["url"] = item["url"].replace("/book/chapters/", "/notebooks/")
+
+
 def setup(app: Sphinx) -> dict:
     app.add_post_transform(LabelSolutionToggles)
     app.add_directive("course-chapters", CourseChapters)
     app.connect("source-read", _expand_api)
     app.connect("config-inited", _config_inited)
     app.connect("html-page-context", _dedupe_scripts)
+    app.connect("html-page-context", _colab_opens_the_student_notebook, priority=600)  # after the theme's
     return {"parallel_read_safe": True, "parallel_write_safe": True}

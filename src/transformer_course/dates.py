@@ -21,6 +21,7 @@ from torch import Tensor
 
 from transformer_course.attention import padding_mask
 from transformer_course.decoder import greedy_decode
+from transformer_course.device import model_device
 
 PAD, BOS, EOS = "<pad>", "<bos>", "<eos>"
 FIRST_YEAR, LAST_YEAR = 1950, 2049
@@ -172,12 +173,13 @@ def translate(model, sources: Sequence[str], decode: Callable = greedy_decode, m
         The ISO strings the model wrote.
     """
     model.eval()
+    device = model_device(model)
     out = []
     for start in range(0, len(sources), batch_size):
         chunk = sources[start : start + batch_size]
         src, src_len = pad_batch([SRC_VOCAB.encode(s) for s in chunk], SRC_VOCAB.pad_id)
-        ids = decode(model, src, max_len, TGT_VOCAB.bos_id, TGT_VOCAB.eos_id,
-                            padding_mask(src_len, src.size(1)))
+        ids = decode(model, src.to(device), max_len, TGT_VOCAB.bos_id, TGT_VOCAB.eos_id,
+                            padding_mask(src_len, src.size(1)).to(device))
         out += [TGT_VOCAB.decode(row) for row in ids]
     return out
 

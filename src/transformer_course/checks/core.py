@@ -171,7 +171,10 @@ class CheckResult:
         icon = "&#10004;" if self.passed else "&#10008;"
         parts = [
             f'<div style="border-left:4px solid {colour};padding:4px 10px;margin:4px 0">',
-            f'<b style="color:{colour}">{icon} {escape(self.headline())}</b>',
+            f'<b style="color:{colour}">{icon} {"PASS" if self.passed else "FAIL"} '
+            f"{escape(self.headline())}</b>",
+            f'<span style="float:right">{self.score:.4g} / {self.max_points:g} '
+            f'point{"" if self.max_points == 1 else "s"}</span>',
         ]
         if self.note:
             parts.append(f"<div>{escape(self.note)}</div>")
