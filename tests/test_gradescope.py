@@ -1,7 +1,8 @@
 """The Gradescope autograder zip: its layout and README, ``run_autograder`` on this
-environment, ``setup.sh``'s refusal of a Python it cannot use, and a dry run of the whole
-zip as Gradescope runs it: ``setup.sh`` builds its own venv for real, then
-``run_autograder`` grades in that venv exactly as ``python -m autograder grade`` does here.
+environment, ``setup.sh`` with a Python too old (it fetches uv to install its own, or
+stops with advice), and a dry run of the whole zip as Gradescope runs it: ``setup.sh``
+builds its own venv for real, then ``run_autograder`` grades in that venv exactly as
+``python -m autograder grade`` does here. Tests marked ``install`` use the network.
 """
 
 import json
@@ -114,6 +115,37 @@ def test_setup_stops_with_advice_when_no_python_fits_and_bootstrap_is_off(tmp_pa
     assert done.returncode == 1
     assert f"older than {min_python()}" in done.stderr and "AUTOGRADER_BASE_PYTHON" in done.stderr
     assert not (home / "venv").exists()
+
+
+def _older_python_with_pip() -> str | None:
+    """A Python on this machine too old for the course's pins, with pip (here Debian's 3.11.2)."""
+    for candidate in dict.fromkeys(filter(None, ["/usr/bin/python3", shutil.which("python3.10")])):
+        probe = subprocess.run([candidate, "-c", "import sys, pip; print(*sys.version_info[:3], sep='.')"],
+                               capture_output=True, text=True)
+        if probe.returncode == 0 and Version(probe.stdout.strip()) < Version(min_python()):
+            return candidate
+    return None
+
+
+@pytest.mark.install
+def test_setup_installs_its_own_python_with_uv_when_the_image_python_is_too_old(tmp_path):
+    """About 20 s: pip fetches uv from PyPI. python-build-standalone is not reachable here,
+    so uv is pointed at an empty local mirror, and the test stops at its download."""
+    old = _older_python_with_pip()
+    if old is None:
+        pytest.skip(f"no Python older than {min_python()} with pip on this machine")
+    home, mirror = _unpack(tmp_path), tmp_path / "mirror"
+    mirror.mkdir()
+    env = {**os.environ, "AUTOGRADER_ROOT": str(home), "AUTOGRADER_BASE_PYTHON": old,
+           "UV_PYTHON_INSTALL_MIRROR": mirror.as_uri()}
+    done = subprocess.run([str(home / "source" / "setup.sh")], capture_output=True, text=True, env=env,
+                          timeout=300)
+    series = ".".join(min_python().split(".")[:2])
+    assert done.returncode != 0
+    assert f"older than {min_python()}: installing CPython {series} with uv" in done.stdout, done.stdout
+    # uv asked the mirror for the newest release of the series, to unpack under the root.
+    assert f"{mirror}/" in done.stderr and f"cpython-{series}." in done.stderr, done.stderr
+    assert (home / "python").is_dir() and not (home / "venv").exists()
 
 
 @pytest.fixture(scope="module")
