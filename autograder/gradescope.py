@@ -28,7 +28,7 @@ CPU_INDEX = "https://download.pytorch.org/whl/cpu"
 
 SETUP_SH = r"""#!/usr/bin/env bash
 # Gradescope runs this once, as root, while it builds the autograder image. It makes
-# $ROOT/venv: a Python that satisfies the course's requires-python (>=@MIN_PYTHON@), a
+# $ROOT/venv: a Python new enough for the course and its pins (>=@MIN_PYTHON@), a
 # CPU-only torch from PyTorch's CPU wheel index, then the course package and its pins.
 # README.md lists the variables that point it elsewhere (used to test it off Gradescope).
 set -euo pipefail
@@ -104,7 +104,8 @@ say "installing $torch from $TORCH_INDEX_URL"
 say "installing the course package with constraints.txt"
 "${pip[@]}" install --quiet -c "$COURSE/constraints.txt" "$COURSE"
 "${pip[@]}" check
-"$VENV/bin/python" - "$torch" <<'CHECK'
+# -I: the venv's own copy of the grader, whatever folder this script runs from.
+"$VENV/bin/python" -I - "$torch" <<'CHECK'
 import sys
 
 import torch
