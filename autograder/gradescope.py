@@ -3,13 +3,17 @@
 Gradescope unpacks the zip into ``/autograder/source``, runs ``setup.sh`` once when the
 image is built, then for each submission runs ``/autograder/run_autograder`` with the
 student's files in ``/autograder/submission/``; the result goes to
-``/autograder/results/results.json``.
+``/autograder/results/results.json``. The zip's ``README.md`` (``ZIP_README``) tells an
+instructor what the scripts install, from where, and how to point them elsewhere.
 """
 
 from __future__ import annotations
 
 import json
+import re
+import tomllib
 import zipfile
+from importlib import metadata
 from pathlib import Path
 
 from autograder.engine import HIDDEN_SEED, Grader, GradingError, Limits
@@ -18,12 +22,102 @@ from transformer_course.checks.registry import chapters
 
 REPO = Path(__file__).resolve().parents[1]
 
-SETUP_SH = """#!/usr/bin/env bash
-# Gradescope image setup: install the course package (with the grader) and its pins.
+# uv fetches a standalone CPython when the image's python3 is too old (see ZIP_README).
+UV_VERSION = "0.13.8"
+CPU_INDEX = "https://download.pytorch.org/whl/cpu"
+
+SETUP_SH = r"""#!/usr/bin/env bash
+# Gradescope runs this once, as root, while it builds the autograder image. It makes
+# $ROOT/venv: a Python new enough for the course and its pins (>=@MIN_PYTHON@), a
+# CPU-only torch from PyTorch's CPU wheel index, then the course package and its pins.
+# README.md lists the variables that point it elsewhere (used to test it off Gradescope).
 set -euo pipefail
-apt-get update -qq && apt-get install -y -qq python3 python3-pip python3-venv > /dev/null
-python3 -m venv /autograder/venv
-/autograder/venv/bin/pip install --quiet -c /autograder/source/constraints.txt /autograder/source
+
+ROOT="${AUTOGRADER_ROOT:-/autograder}"
+COURSE="$ROOT/source/course"
+VENV="$ROOT/venv"
+MIN_PYTHON="@MIN_PYTHON@"  # the course's requires-python, raised by its pins' own
+SERIES="@SERIES@"  # what uv installs: the newest release of this series
+BASE_PYTHON="${AUTOGRADER_BASE_PYTHON:-python3}"
+BOOTSTRAP="${AUTOGRADER_PYTHON_BOOTSTRAP:-uv}"
+UV_VERSION="${AUTOGRADER_UV_VERSION:-@UV_VERSION@}"
+TORCH_INDEX_URL="${AUTOGRADER_TORCH_INDEX_URL:-@CPU_INDEX@}"
+export DEBIAN_FRONTEND=noninteractive PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_PROGRESS_BAR=off
+
+say() { echo "setup.sh: $*"; }
+die() { echo "setup.sh: error: $*" >&2; exit 1; }
+
+# fits PY: PY runs and is MIN_PYTHON or newer.
+fits() {
+    "$1" -c "import sys; sys.exit(sys.version_info < tuple(map(int, '$MIN_PYTHON'.split('.'))))" \
+        > /dev/null 2>&1
+}
+
+# Debian and Ubuntu ship pip and venv's ensurepip apart from python3.
+apt_install() {
+    command -v apt-get > /dev/null || return 1
+    apt-get update -qq && apt-get install -y -qq --no-install-recommends "$@" > /dev/null
+}
+
+# 1. A Python: the image's when it fits, else CPython from python-build-standalone, which
+#    uv (one binary that pip fetches from PyPI) downloads and unpacks into $ROOT/python.
+if fits "$BASE_PYTHON"; then
+    PY="$(command -v "$BASE_PYTHON")"
+    say "using $PY ($("$PY" -V 2>&1)), which satisfies >=$MIN_PYTHON"
+elif [ "$BOOTSTRAP" = uv ]; then
+    say "$BASE_PYTHON is missing or older than $MIN_PYTHON: installing CPython $SERIES" \
+        "with uv $UV_VERSION"
+    if ! "$BASE_PYTHON" -m pip --version > /dev/null 2>&1; then
+        apt_install python3 python3-pip || die "no pip to fetch uv with: install python3-pip"
+        BASE_PYTHON=python3
+    fi
+    tools="$(mktemp -d)"
+    trap 'rm -rf "$tools"' EXIT
+    "$BASE_PYTHON" -m pip install --quiet --target "$tools" "uv==$UV_VERSION"
+    # Under $ROOT (not root's home) so that the grader's sandbox user can read it.
+    export UV_PYTHON_INSTALL_DIR="$ROOT/python"
+    "$tools/bin/uv" python install --no-bin "$SERIES"
+    PY="$("$tools/bin/uv" python find --managed-python "$SERIES")"
+    fits "$PY" || die "uv installed $("$PY" -V 2>&1), older than $MIN_PYTHON: set AUTOGRADER_UV_VERSION"
+    say "using $PY ($("$PY" -V 2>&1))"
+else
+    die "$BASE_PYTHON is missing or older than $MIN_PYTHON and AUTOGRADER_PYTHON_BOOTSTRAP=$BOOTSTRAP:" \
+        "set AUTOGRADER_BASE_PYTHON to a Python >= $MIN_PYTHON, or AUTOGRADER_PYTHON_BOOTSTRAP=uv"
+fi
+
+# 2. The venv.
+if ! "$PY" -m venv --clear "$VENV"; then
+    version="$("$PY" -c 'import sys; print("%d.%d" % sys.version_info[:2])')"
+    say "installing python$version-venv (this image's Python has no ensurepip)"
+    apt_install "python$version-venv" || die "$PY cannot create a venv: install python$version-venv"
+    "$PY" -m venv --clear "$VENV"
+fi
+pip=("$VENV/bin/python" -m pip)
+
+# 3. torch from the CPU wheel index (the default index has the CUDA build, several GB),
+#    without its dependencies, which come pinned with the rest in step 4.
+torch="$(grep -m 1 -E '^torch==' "$COURSE/constraints.txt")" || die "constraints.txt pins no torch"
+say "installing $torch from $TORCH_INDEX_URL"
+"${pip[@]}" install --quiet --no-deps --index-url "$TORCH_INDEX_URL" "$torch"
+
+# 4. The course package (with the grader) and the exact versions it was tested with.
+say "installing the course package with constraints.txt"
+"${pip[@]}" install --quiet -c "$COURSE/constraints.txt" "$COURSE"
+"${pip[@]}" check
+# -I: the venv's own copy of the grader, whatever folder this script runs from.
+"$VENV/bin/python" -I - "$torch" <<'CHECK'
+import sys
+
+import torch
+
+import autograder.engine  # noqa: F401  (the grader imports)
+
+pin = sys.argv[1].split("==")[1]
+if torch.version.cuda or torch.__version__.split("+")[0] != pin:
+    sys.exit(f"setup.sh: error: torch {torch.__version__} (CUDA {torch.version.cuda}) "
+             f"is not the CPU build of {pin}: check AUTOGRADER_TORCH_INDEX_URL")
+print(f"setup.sh: ready: Python {sys.version.split()[0]}, torch {torch.__version__} (CPU) in {sys.prefix}")
+CHECK
 """
 
 RUN_AUTOGRADER = """#!/usr/bin/env bash
@@ -36,8 +130,101 @@ exec "$PY" -m autograder gradescope-run --root "$ROOT" \\
     --config "$ROOT/source/autograder_config.json"
 """
 
-# What the zip carries of the repository: enough to `pip install` the course package.
+ZIP_README = """# Autograder: Transformers from scratch
+
+Chapters graded: @CHAPTERS@. Upload this zip as a Gradescope "zip file upload"
+autograder; students submit the chapter's notebook under its own name (`@FIRST@.ipynb`).
+
+## Base images
+
+Written for Gradescope's **Ubuntu 22.04** base image (x86_64). Its `python3` is 3.10,
+older than the course and its pins need (>=@MIN_PYTHON@: the course's requires-python,
+raised by the Requires-Python of the pinned packages), so `setup.sh` installs its own
+CPython: uv @UV_VERSION@ (a single binary, fetched from PyPI with the image's pip)
+downloads the newest @SERIES@ release from python-build-standalone into
+`/autograder/python`. On an image whose `python3` is already @MIN_PYTHON@ or newer
+(Ubuntu 24.04's 3.12) that Python is used as it is, and apt adds its `venv` package if
+the image lacks it. Ubuntu 18.04 cannot work: torch's wheels need glibc 2.28 or newer.
+
+## What `setup.sh` installs
+
+1. A Python, as above (nothing is downloaded when the image's fits).
+2. `/autograder/venv`, a virtual environment of that Python.
+3. `@TORCH@`, the CPU-only build, from PyTorch's CPU wheel index
+   (@CPU_INDEX@): the default index has the CUDA build, with several GB of
+   libraries a grader never uses.
+4. The course package (`course/`, with the grader) from PyPI, every dependency at the
+   version in `course/constraints.txt`; then `pip check`, and a check that torch is the
+   CPU build of the pin.
+
+## Variables (to run the scripts elsewhere, e.g. to test them)
+
+| variable | default | what it sets |
+|---|---|---|
+| `AUTOGRADER_ROOT` | `/autograder` | the folder holding `source/`, `submission/`, `results/` |
+| `AUTOGRADER_BASE_PYTHON` | `python3` | the Python used when it is >=@MIN_PYTHON@ |
+| `AUTOGRADER_PYTHON_BOOTSTRAP` | `uv` | `none`: fail instead of installing a Python |
+| `AUTOGRADER_UV_VERSION` | `@UV_VERSION@` | the uv that installs that Python |
+| `UV_PYTHON_INSTALL_MIRROR` | python-build-standalone's releases | where uv downloads Python from |
+| `AUTOGRADER_TORCH_INDEX_URL` | @CPU_INDEX@ | the index torch comes from |
+| `PIP_INDEX_URL` | PyPI | the index of everything else (pip's own variable) |
+| `AUTOGRADER_PYTHON` | `/autograder/venv/bin/python` | the Python `run_autograder` grades with |
+
+## Files
+
+- `setup.sh`, `run_autograder`: the two scripts Gradescope runs.
+- `autograder_config.json`: the chapters and the seed of the hidden test cases.
+- `course/`: the course package and the grader (`pyproject.toml`, `constraints.txt`,
+  `src/transformer_course/`, `autograder/`).
+"""
+
+# What the zip carries of the repository, under course/: enough to `pip install` it.
 _SOURCES = ["pyproject.toml", "constraints.txt", "README.md", "src/transformer_course", "autograder"]
+
+
+def _floor(spec: str) -> tuple[int, ...] | None:
+    """The lowest version a Requires-Python allows, from its ``>=`` and ``~=`` clauses."""
+    found = [tuple(map(int, v.split("."))) for v in re.findall(r"(?:>=|~=)\s*(\d+(?:\.\d+)*)", spec)]
+    return max(found, default=None)
+
+
+def min_python() -> str:
+    """The oldest Python that the course and the pins installed here all support, e.g. "3.11.5".
+
+    The course's requires-python, raised by each pinned package's own Requires-Python
+    (read from the installed copy): a Python that satisfies the course but not a pin
+    would fail ``setup.sh`` halfway through its installs.
+    """
+    spec = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["requires-python"]
+    floors = [_floor(spec)]
+    if floors[0] is None:
+        raise GradingError(f"requires-python = {spec!r}: setup.sh needs a lower bound ('>=3.X')")
+    for line in (REPO / "constraints.txt").read_text().splitlines():
+        name, _, version = line.partition("==")
+        if not version:
+            continue
+        try:
+            dist = metadata.distribution(name.strip())
+        except metadata.PackageNotFoundError:
+            continue
+        if dist.version.split("+")[0] == version.strip() and dist.metadata.get("Requires-Python"):
+            floors.append(_floor(dist.metadata["Requires-Python"]))
+    return ".".join(map(str, max(f for f in floors if f)))
+
+
+def torch_pin() -> str:
+    """The ``torch==X`` line of constraints.txt."""
+    lines = (REPO / "constraints.txt").read_text().splitlines()
+    pins = [line for line in lines if line.startswith("torch==")]
+    if len(pins) != 1:
+        raise GradingError("constraints.txt must pin torch exactly once (torch==X)")
+    return pins[0]
+
+
+def _fill(template: str, **values: str) -> str:
+    for key, value in values.items():
+        template = template.replace(f"@{key}@", value)
+    return template
 
 
 def build_zip(chapter_ids: list[str], out: Path, seed: int = HIDDEN_SEED) -> Path:
@@ -46,6 +233,10 @@ def build_zip(chapter_ids: list[str], out: Path, seed: int = HIDDEN_SEED) -> Pat
     unknown = [c for c in chapter_ids if c not in known]
     if unknown or not chapter_ids:
         raise GradingError(f"unknown chapters {unknown}; choose from: {', '.join(known)}")
+    oldest = min_python()
+    values = dict(MIN_PYTHON=oldest, SERIES=".".join(oldest.split(".")[:2]), UV_VERSION=UV_VERSION,
+                  CPU_INDEX=CPU_INDEX, TORCH=torch_pin(), CHAPTERS=", ".join(chapter_ids),
+                  FIRST=chapter_ids[0])
     config = {"chapters": chapter_ids, "seed": seed}
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -53,14 +244,15 @@ def build_zip(chapter_ids: list[str], out: Path, seed: int = HIDDEN_SEED) -> Pat
         for name, text in (("setup.sh", SETUP_SH), ("run_autograder", RUN_AUTOGRADER)):
             info = zipfile.ZipInfo(name)
             info.external_attr = 0o755 << 16
-            z.writestr(info, text)
+            z.writestr(info, _fill(text, **values))
+        z.writestr("README.md", _fill(ZIP_README, **values))
         z.writestr("autograder_config.json", json.dumps(config, indent=1))
         for item in _SOURCES:
             path = REPO / item
             files = [path] if path.is_file() else sorted(
                 p for p in path.rglob("*") if p.is_file() and "__pycache__" not in p.parts)
             for file in files:
-                z.write(file, file.relative_to(REPO).as_posix())
+                z.write(file, "course/" + file.relative_to(REPO).as_posix())
     return out
 
 

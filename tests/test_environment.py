@@ -1,11 +1,16 @@
-"""The pins: constraints.txt (pip) and environment.yml (conda, Binder) agree, and every
-dependency the package declares is pinned."""
+"""The pins: constraints.txt (pip) and environment.yml (conda, Binder) agree, every
+dependency the package declares is pinned, and torch comes from PyTorch's CPU wheel index."""
 
+import os
 import re
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
 import yaml
+
+from autograder.gradescope import CPU_INDEX
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -24,10 +29,13 @@ def _constraints() -> dict[str, str]:
     return pins
 
 
-def _environment_pins() -> dict[str, str]:
+def _pip_section() -> list[str]:
     env = yaml.safe_load((ROOT / "environment.yml").read_text())
-    pip_section = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
-    return {_name(p): p.split("==")[1] for p in pip_section}
+    return next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
+
+
+def _environment_pins() -> dict[str, str]:
+    return {_name(p): p.split("==")[1] for p in _pip_section() if not p.startswith("-")}
 
 
 def test_environment_yml_pins_equal_constraints():
@@ -46,5 +54,29 @@ def test_every_declared_dependency_is_pinned_in_both():
     assert declared <= environment.keys(), declared - environment.keys()
 
 
-def test_torch_is_the_cpu_build_on_disk():
-    assert _constraints()["torch"] == "2.13.0"
+def test_environment_yml_takes_torch_from_the_cpu_index():
+    options = [p.split() for p in _pip_section() if p.startswith("-")]
+    # An extra index, not the only one: the rest of the pins come from PyPI.
+    assert ["--extra-index-url", CPU_INDEX] in options, options
+    # Unlabelled, so that macOS (whose CPU build has no +cpu label) resolves it too.
+    assert _environment_pins()["torch"] == _constraints()["torch"]
+
+
+def test_postbuild_installs_no_torch_and_refuses_a_cuda_build(tmp_path):
+    lines = (ROOT / "postBuild").read_text().splitlines()
+    installs = [line for line in lines if "pip install" in line]
+    assert installs and not any("torch" in line for line in installs), installs
+    check = next(line for line in lines if line.startswith("python -c"))
+    bin_ = tmp_path / "bin"
+    bin_.mkdir()
+    (bin_ / "python").write_text(f'#!/bin/sh\nexec "{sys.executable}" "$@"\n')
+    (bin_ / "python").chmod(0o755)
+    env = {**os.environ, "PATH": f"{bin_}:{os.environ['PATH']}"}
+    # The CPU torch of this environment passes; a CUDA build (a stand-in module) stops it.
+    assert subprocess.run(["bash", "-c", check], env=env).returncode == 0
+    (tmp_path / "fake" / "torch").mkdir(parents=True)
+    (tmp_path / "fake" / "torch" / "__init__.py").write_text(
+        "import types\n__version__ = '2.13.0'\nversion = types.SimpleNamespace(cuda='12.8')\n")
+    done = subprocess.run(["bash", "-c", check], env={**env, "PYTHONPATH": str(tmp_path / "fake")},
+                          capture_output=True, text=True)
+    assert done.returncode == 1 and "CUDA build" in done.stderr, done.stderr

@@ -1,0 +1,194 @@
+"""The Gradescope autograder zip: its layout and README, ``run_autograder`` on this
+environment, ``setup.sh`` with a Python too old (it fetches uv to install its own, or
+stops with advice), and a dry run of the whole zip as Gradescope runs it: ``setup.sh``
+builds its own venv for real, then ``run_autograder`` grades in that venv exactly as
+``python -m autograder grade`` does here. Tests marked ``install`` use the network.
+"""
+
+import json
+import os
+import re
+import shutil
+import stat
+import subprocess
+import sys
+import tempfile
+import tomllib
+import zipfile
+from importlib import metadata
+from pathlib import Path
+
+import pytest
+from packaging.specifiers import SpecifierSet
+from packaging.version import Version
+
+from autograder.gradescope import CPU_INDEX, build_zip, min_python, torch_pin
+
+ROOT = Path(__file__).resolve().parents[1]
+CHAPTER = "01_attention"
+SUBMISSIONS = {"solution": ROOT / "solutions" / f"{CHAPTER}.ipynb",
+               "student": ROOT / "notebooks" / f"{CHAPTER}.ipynb"}
+# Vary from run to run; everything else in a result must be equal.
+TIMINGS = ("execution_time", "time_taken")
+
+
+def _unpack(tmp: Path) -> Path:
+    """Unzip a fresh autograder zip into ``tmp/autograder/source`` as Gradescope does."""
+    home = tmp / "autograder"
+    with zipfile.ZipFile(build_zip([CHAPTER], tmp / "autograder.zip")) as z:
+        z.extractall(home / "source")
+        for info in z.infolist():  # extractall drops the permission bits
+            (home / "source" / info.filename).chmod(info.external_attr >> 16 or 0o644)
+    return home
+
+
+def _submit(home: Path, notebook: Path) -> None:
+    shutil.rmtree(home / "submission", ignore_errors=True)
+    (home / "submission").mkdir(parents=True)
+    shutil.copy(notebook, home / "submission" / notebook.name)
+
+
+def _run_autograder(home: Path, **env: str) -> dict:
+    done = subprocess.run([str(home / "source" / "run_autograder")], capture_output=True, text=True,
+                          timeout=600, env={**os.environ, "AUTOGRADER_ROOT": str(home), **env})
+    assert done.returncode == 0, done.stderr
+    return json.loads((home / "results" / "results.json").read_text())
+
+
+def _without_timings(value):
+    if isinstance(value, dict):
+        return {k: _without_timings(v) for k, v in value.items() if k not in TIMINGS}
+    if isinstance(value, list):
+        return [_without_timings(v) for v in value]
+    return value
+
+
+def test_zip_holds_the_scripts_the_course_and_a_readme(tmp_path):
+    with zipfile.ZipFile(build_zip([CHAPTER], tmp_path / "autograder.zip")) as z:
+        names = set(z.namelist())
+        modes = {i.filename: i.external_attr >> 16 for i in z.infolist()}
+        readme, setup = z.read("README.md").decode(), z.read("setup.sh").decode()
+    assert {"setup.sh", "run_autograder", "README.md", "autograder_config.json",
+            "course/pyproject.toml", "course/constraints.txt", "course/README.md",
+            "course/autograder/gradescope.py", "course/src/transformer_course/__init__.py"} <= names
+    assert all(modes[n] & stat.S_IXUSR for n in ("setup.sh", "run_autograder"))
+    assert not any("__pycache__" in n for n in names)
+    # The templates are filled in from pyproject.toml and constraints.txt.
+    assert not re.search(r"@[A-Z_]+@", setup + readme)
+    assert f'MIN_PYTHON="{min_python()}"' in setup and CPU_INDEX in setup
+    assert "Ubuntu 22.04" in readme and torch_pin() in readme and f">={min_python()}" in readme
+
+
+def test_min_python_is_the_oldest_that_the_course_and_its_pins_accept():
+    specs = [tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["requires-python"]]
+    for line in (ROOT / "constraints.txt").read_text().splitlines():
+        name, _, version = line.partition("==")
+        try:
+            dist = metadata.distribution(name) if version else None
+        except metadata.PackageNotFoundError:
+            dist = None
+        if dist and dist.version.split("+")[0] == version and dist.metadata.get("Requires-Python"):
+            specs.append(dist.metadata["Requires-Python"])
+    oldest = Version(min_python())
+    assert all(oldest in SpecifierSet(s) for s in specs)
+    below = Version(".".join(map(str, [*oldest.release[:-1], oldest.release[-1] - 1])))
+    assert not all(below in SpecifierSet(s) for s in specs), below
+
+
+def test_run_autograder_grades_a_submission(tmp_path):
+    home = _unpack(tmp_path)
+    _submit(home, SUBMISSIONS["solution"])
+    result = _run_autograder(home, AUTOGRADER_PYTHON=sys.executable)
+    assert result["score"] == result["max_score"] == 6
+    assert result["extra_data"]["chapter"] == CHAPTER
+    (home / "submission" / f"{CHAPTER}.ipynb").rename(home / "submission" / "notes.txt")
+    result = _run_autograder(home, AUTOGRADER_PYTHON=sys.executable)
+    assert result["score"] == 0 and f"upload {CHAPTER}.ipynb" in result["output"]
+
+
+def test_setup_stops_with_advice_when_no_python_fits_and_bootstrap_is_off(tmp_path):
+    home = _unpack(tmp_path)
+    env = {**os.environ, "AUTOGRADER_ROOT": str(home), "AUTOGRADER_PYTHON_BOOTSTRAP": "none",
+           "AUTOGRADER_BASE_PYTHON": str(tmp_path / "no-such-python")}
+    done = subprocess.run([str(home / "source" / "setup.sh")], capture_output=True, text=True, env=env,
+                          timeout=60)
+    assert done.returncode == 1
+    assert f"older than {min_python()}" in done.stderr and "AUTOGRADER_BASE_PYTHON" in done.stderr
+    assert not (home / "venv").exists()
+
+
+def _older_python_with_pip() -> str | None:
+    """A Python on this machine too old for the course's pins, with pip (here Debian's 3.11.2)."""
+    for candidate in dict.fromkeys(filter(None, ["/usr/bin/python3", shutil.which("python3.10")])):
+        probe = subprocess.run([candidate, "-c", "import sys, pip; print(*sys.version_info[:3], sep='.')"],
+                               capture_output=True, text=True)
+        if probe.returncode == 0 and Version(probe.stdout.strip()) < Version(min_python()):
+            return candidate
+    return None
+
+
+@pytest.mark.install
+def test_setup_installs_its_own_python_with_uv_when_the_image_python_is_too_old(tmp_path):
+    """About 20 s: pip fetches uv from PyPI. python-build-standalone is not reachable here,
+    so uv is pointed at an empty local mirror, and the test stops at its download."""
+    old = _older_python_with_pip()
+    if old is None:
+        pytest.skip(f"no Python older than {min_python()} with pip on this machine")
+    home, mirror = _unpack(tmp_path), tmp_path / "mirror"
+    mirror.mkdir()
+    env = {**os.environ, "AUTOGRADER_ROOT": str(home), "AUTOGRADER_BASE_PYTHON": old,
+           "UV_PYTHON_INSTALL_MIRROR": mirror.as_uri()}
+    done = subprocess.run([str(home / "source" / "setup.sh")], capture_output=True, text=True, env=env,
+                          timeout=300)
+    series = ".".join(min_python().split(".")[:2])
+    assert done.returncode != 0
+    assert f"older than {min_python()}: installing CPython {series} with uv" in done.stdout, done.stdout
+    # uv asked the mirror for the newest release of the series, to unpack under the root.
+    assert f"{mirror}/" in done.stderr and f"cpython-{series}." in done.stderr, done.stderr
+    assert (home / "python").is_dir() and not (home / "venv").exists()
+
+
+@pytest.fixture(scope="module")
+def gradescope_image():
+    """The zip unpacked and set up by its own ``setup.sh``, in a folder removed afterwards.
+
+    Only what needs the internet is pointed elsewhere: torch's index is pip's default
+    index (PyPI) unless AUTOGRADER_TORCH_INDEX_URL is set, and pip keeps this machine's own
+    configuration (here a local CPU build of the torch pin); no Python is bootstrapped, as
+    the Python running these tests fits. pip skips compiling bytecode (about 9,700 files,
+    most of them torch's; PIP_COMPILE=0, as PIP_NO_COMPILE=1 means the opposite to pip);
+    Python compiles what the grader imports when it first runs.
+    """
+    with tempfile.TemporaryDirectory(prefix="gradescope-") as tmp:
+        home = _unpack(Path(tmp))
+        env = {**os.environ, "AUTOGRADER_ROOT": str(home), "AUTOGRADER_PYTHON_BOOTSTRAP": "none",
+               "AUTOGRADER_BASE_PYTHON": sys._base_executable, "PIP_COMPILE": "0",
+               "AUTOGRADER_TORCH_INDEX_URL": os.environ.get("AUTOGRADER_TORCH_INDEX_URL",
+                                                            "https://pypi.org/simple")}
+        done = subprocess.run([str(home / "source" / "setup.sh")], capture_output=True, text=True,
+                              env=env, timeout=1200)
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+        assert "torch 2" in done.stdout and "(CPU)" in done.stdout, done.stdout
+        yield home
+
+
+@pytest.mark.install
+@pytest.mark.parametrize("kind", list(SUBMISSIONS))
+def test_setup_then_run_autograder_grades_as_the_command_line_does(gradescope_image, kind, tmp_path):
+    """Costs 2-4 minutes once per session: setup.sh installs about 120 packages into a venv."""
+    home = gradescope_image
+    venv_python = home / "venv" / "bin" / "python"
+    probe = subprocess.run([str(venv_python), "-c", "import autograder, torch; print(autograder.__file__, "
+                            "torch.version.cuda)"], capture_output=True, text=True, check=True, cwd=home)
+    # The grader runs from the venv's own copy, not from a source tree, on a CPU-only torch.
+    assert probe.stdout.startswith(str(home / "venv")) and probe.stdout.split()[-1] == "None"
+
+    notebook = SUBMISSIONS[kind]
+    _submit(home, notebook)
+    gradescope = _run_autograder(home)
+    subprocess.run([sys.executable, "-m", "autograder", "grade", str(notebook), "--chapter", CHAPTER,
+                    "--json", str(tmp_path / "cli.json")], check=True, capture_output=True, cwd=ROOT)
+    cli = json.loads((tmp_path / "cli.json").read_text())
+    assert _without_timings(gradescope) == _without_timings(cli)
+    assert gradescope["score"] == (gradescope["max_score"] if kind == "solution" else 0)
+    assert gradescope["max_score"] == 6 and len(gradescope["tests"]) >= 2
