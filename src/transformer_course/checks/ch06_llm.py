@@ -294,7 +294,6 @@ def _block_cases(seed: int) -> list[Case]:
     for name, batch, length, dtype in [("(2, 6, 16)", 2, 6, torch.float32),
                                         ("(1, 9, 16), float64", 1, 9, torch.float64),
                                         ("(3, 4, 16)", 3, 4, torch.float32)]:
-        torch.manual_seed(seed)
         state = _random_state(ref.GPTBlock(**_BLOCK), g, dtype)
         x = randn(g, batch, length, 16, dtype=dtype)
         changed = x.clone()
@@ -395,7 +394,6 @@ def _gpt_cases(seed: int) -> list[Case]:
          {**_GPT, "n_layers": 1, "d_ff": 24}, 1, 12, torch.float64),
         ("3 layers, idx (3, 5)", {**_GPT, "n_layers": 3}, 3, 5, torch.float32),
     ]:
-        torch.manual_seed(seed)
         state = _random_state(ref.GPT(**init), g, dtype)
         # Only tok_emb is given: a tied head uses it, an untied one keeps its own weights.
         state.pop("lm_head.weight")
@@ -616,7 +614,6 @@ _GEN = {"vocab_size": 11, "max_len": 16, "d_model": 16, "n_heads": 2, "n_layers"
 
 def _generate_cases(seed: int) -> list[Case]:
     g = torch.Generator().manual_seed(seed)
-    torch.manual_seed(seed)
     state = _random_state(ref.GPT(**_GEN), g, torch.float64)
     prompt = torch.randint(_GEN["vocab_size"], (3, 4), generator=g)
     settings = [
