@@ -63,6 +63,8 @@ class Exercise:
         rtol, atol: the floor of the tolerance for floating-point outputs (float64
             cases use ``atol64``); on top of it comes :data:`BAND_FACTOR` times the
             reference's own error on the case (see :func:`prepare`).
+        keep: names of tensor arguments copied into the case data (``args/<name>``)
+            for ``compare`` (a prompt that must come back unchanged).
         compare: optional ``(case data, actual outputs) -> message or None`` replacing
             the default comparison (:func:`compare_outputs`) of a whole case; the case
             data is what :func:`prepare` stored for it. Sampling exercises use it to judge
@@ -80,6 +82,7 @@ class Exercise:
     rtol: float = 1e-4
     atol: float = 1e-5
     atol64: float = 1e-9
+    keep: tuple[str, ...] = ()
     compare: Callable[[dict[str, Tensor], dict[str, Tensor]], str | None] | None = None
 
     @property
@@ -510,6 +513,8 @@ def prepare(exercise: Exercise, seed: int, mistakes: bool = True) -> Prepared:
     - ``probs`` (cases that sample): ``(rows, V)`` float64, the distribution that the
       reference's first ``torch.multinomial`` call drew from, one row per draw (the
       exercise's ``compare`` knows which output those draws are).
+    - ``args/<name>``: the case's tensor argument ``<name>``, for each name in the
+      exercise's ``keep``.
 
     ``mistakes`` maps each catalogued mistake's name to the same data computed with the
     mistake in place of the reference, per case (None where the mistake raises), without
@@ -581,6 +586,7 @@ def case_data(exercise: Exercise, impl: Any, case: Case, with_truth: bool = True
     data = {f"expected/{k}": v for k, v in outcome.outputs.items()}
     if draws.probs:
         data["probs"] = draws.probs[0]
+    data.update({f"args/{name}": case.args[name] for name in exercise.keep})
     floats = [k for k, v in outcome.outputs.items() if v.dtype.is_floating_point]
     if not floats or not with_truth:
         return data, None
