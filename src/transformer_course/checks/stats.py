@@ -126,18 +126,29 @@ def false_fail_probability(probs: Tensor, alpha: float = ALPHA) -> float:
 def pass_probability(probs: Tensor, wrong: Tensor, alpha: float = ALPHA) -> float:
     """Upper bound on the probability that a sampler drawing row ``i`` from ``wrong[i]``
     passes :func:`frequency_problem` on ``probs``: the smallest pass probability of any
-    one of its tests."""
+    one of its tests. Rows of a group may draw from different wrong distributions: a
+    count is then a sum of binomials, whose distribution is their convolution."""
     best = 1.0
     for rows, p in groups(probs):
         n = rows.numel()
-        q = wrong[rows[0]]
-        if not torch.allclose(wrong[rows], q.expand(n, -1), atol=1e-9):
-            raise ValueError("the wrong distribution differs between rows that share one expected "
-                             "distribution; the bound assumes one per group")
-        best = min(best, (1.0 - float(q[p == 0].sum())) ** n)
         kept = p > 0
         lo, hi, _ = acceptance(n, p[kept], alpha)
+        counts = torch.ones(int(kept.sum()), 1, dtype=torch.float64)  # P(count = 0) = 1
+        outside = 1.0
+        for sub, q in groups(wrong[rows]):
+            outside *= (1.0 - float(q[~kept].sum())) ** sub.numel()
+            counts = _convolve(counts, binomial_pmf(sub.numel(), q[kept]))
         k = torch.arange(n + 1)
         inside = (k >= lo[:, None]) & (k <= hi[:, None])
-        best = min(best, float((binomial_pmf(n, q[kept]) * inside).sum(-1).min()))
+        best = min(best, outside, float((counts * inside).sum(-1).min()))
     return best
+
+
+def _convolve(a: Tensor, b: Tensor) -> Tensor:
+    """Row-wise convolution of two stacks of distributions over counts."""
+    if a.size(1) > b.size(1):
+        a, b = b, a
+    out = torch.zeros(a.size(0), a.size(1) + b.size(1) - 1, dtype=torch.float64)
+    for j in range(a.size(1)):
+        out[:, j : j + b.size(1)] += b * a[:, j : j + 1]
+    return out
