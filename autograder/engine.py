@@ -1,9 +1,10 @@
 """Grading in the parent process: plan the cases, drive a worker, judge the outputs.
 
-The parent is the only trusted party. It builds every input and every reference output
-itself, sends only the inputs to the worker, reads back tensors from safetensors files
-(never unpickling anything), checks type, dtype and shape exactly and compares, with
-:func:`transformer_course.checks.core.judge`.
+The parent is the only trusted party. It builds every input and all the data that judging
+needs (:func:`transformer_course.checks.core.prepare`) itself, sends only the inputs to the
+worker, reads back tensors from safetensors files (never unpickling anything), and judges
+them with :func:`transformer_course.checks.core.judge`, the judgement of the notebooks'
+``check`` (sampled tokens come back as tensors and are judged by their distribution).
 """
 
 from __future__ import annotations
@@ -60,10 +61,15 @@ class Limits:
 class ExercisePlan:
     exercise: Exercise
     cases: list[Case]
-    expected: list[dict[str, Tensor]]
+    data: list[dict[str, Tensor]]  # prepared data of each case (layout: core.prepare)
     seeds: list[int]  # the seed of each case
     reference_seconds: float
     disable: list[tuple[str, str]]
+
+    @property
+    def expected(self) -> list[dict[str, Tensor]]:
+        """The reference's outputs on each case."""
+        return [core.expected_outputs(d) for d in self.data]
 
 
 _PLANS: dict[tuple[str, int], list[ExercisePlan]] = {}
@@ -87,17 +93,17 @@ def _plan(chapter: str, seed: int) -> list[ExercisePlan]:
     plans = []
     for exercise in found:
         start = time.perf_counter()
-        cases, expected = core.reference_run(exercise, VISIBLE_SEED)
-        cases, expected, seeds = list(cases), list(expected), [VISIBLE_SEED] * len(cases)
+        cases, data = core.reference_run(exercise, VISIBLE_SEED)
+        cases, data, seeds = list(cases), list(data), [VISIBLE_SEED] * len(cases)
         if seed != VISIBLE_SEED:
-            hidden, hidden_expected = core.reference_run(exercise, seed)
-            for case, want in zip(hidden, hidden_expected, strict=True):
+            hidden, hidden_data = core.reference_run(exercise, seed)
+            for case, want in zip(hidden, hidden_data, strict=True):
                 if not any(_same_args(case.args, c.args) for c in cases):
                     cases.append(Case(f"hidden: {case.name}", case.args))
-                    expected.append(want)
+                    data.append(want)
                     seeds.append(seed)
         elapsed = time.perf_counter() - start
-        plans.append(ExercisePlan(exercise, cases, expected, seeds, elapsed,
+        plans.append(ExercisePlan(exercise, cases, data, seeds, elapsed,
                                   _to_disable(exercise, found, cases)))
     return plans
 
@@ -444,7 +450,7 @@ class Grader:
                                        f"({flag}); no credit. Write it yourself.")
             result.status = "reference"
             return result, flag
-        result = core.judge(ex, plan.cases, outcomes, plan.expected,
+        result = core.judge(ex, plan.cases, outcomes, plan.data,
                             lambda: _catalogue(plan, self.seed))
         return result, None
 

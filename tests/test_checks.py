@@ -123,3 +123,99 @@ def test_compare_tensors_messages():
     assert "index (1, 2)" in compare_tensors(a, b, 1e-4, 1e-5)
     b[0, 0] = float("nan")
     assert "NaN at index (0, 0)" in compare_tensors(a, b, 1e-4, 1e-5)
+
+
+# --------------------------------------------------------------------------- global state
+
+
+def _meddling_softmax(x, dim=-1):
+    """A correct softmax that changes every piece of global state a check must restore."""
+    torch.rand(3)  # advances the global RNG
+    torch.set_default_dtype(torch.float64)
+    torch.set_grad_enabled(True)
+    torch.set_num_threads(1)
+    return torch.exp(x - torch.logsumexp(x, dim=dim, keepdim=True))
+
+
+@pytest.mark.parametrize("impl", [None, _meddling_softmax], ids=["reference", "meddling"])
+def test_check_keeps_the_global_rng_state(impl):
+    torch.manual_seed(1234)
+    before = torch.get_rng_state()
+    for name in ("softmax", "GPT", "sample_next_token"):
+        exercise = [e for e in ALL if e.name == name][0]
+        check(impl if impl is not None and name == "softmax" else exercise.reference, name=name)
+    assert torch.equal(torch.get_rng_state(), before)
+
+
+@pytest.mark.parametrize("impl", [None, _meddling_softmax], ids=["reference", "meddling"])
+def test_check_keeps_the_default_dtype(impl):
+    check(impl or ALL[0].reference, name="softmax")
+    assert torch.get_default_dtype() == torch.float32
+    torch.set_default_dtype(torch.float64)
+    try:
+        result = check(impl or ALL[0].reference, name="softmax")
+        assert result.passed, str(result)  # cases are built in float32 whatever the default
+        assert torch.get_default_dtype() == torch.float64
+    finally:
+        torch.set_default_dtype(torch.float32)
+
+
+@pytest.mark.parametrize("impl", [None, _meddling_softmax], ids=["reference", "meddling"])
+def test_check_keeps_grad_mode(impl):
+    for enabled in (True, False):
+        with torch.set_grad_enabled(enabled):
+            check(impl or ALL[0].reference, name="softmax")
+            assert torch.is_grad_enabled() == enabled
+
+
+@pytest.mark.parametrize("impl", [None, _meddling_softmax], ids=["reference", "meddling"])
+def test_check_keeps_the_thread_count(impl):
+    threads = torch.get_num_threads()
+    target = 2 if threads == 1 else threads
+    torch.set_num_threads(target)
+    try:
+        check(impl or ALL[0].reference, name="softmax")
+        assert torch.get_num_threads() == target
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_cases_do_not_depend_on_the_global_rng():
+    from transformer_course.checks.core import _CACHE, prepare
+
+    exercise = next(e for e in ALL if e.name == "GPTBlock")
+    first = prepare(exercise, 7, mistakes=False)
+    _CACHE.pop((exercise.name, 7))
+    torch.manual_seed(99)
+    second = prepare(exercise, 7, mistakes=False)
+    for a, b in zip(first.data, second.data, strict=True):
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_judge_tolerance_follows_the_reference_error():
+    """A LayerNorm written with var_mean passes, and the tiny-variance case, where the
+    float32 reference itself is off the float64 truth, widens its tolerance by that
+    error (the band)."""
+    from transformer_course.checks.core import reference_run, tolerance
+
+    class VarMeanLayerNorm(torch.nn.Module):
+        def __init__(self, d_model, eps=1e-5):
+            super().__init__()
+            self.eps = eps
+            self.weight = torch.nn.Parameter(torch.ones(d_model))
+            self.bias = torch.nn.Parameter(torch.zeros(d_model))
+
+        def forward(self, x):
+            var, mean = torch.var_mean(x, dim=-1, keepdim=True, correction=0)
+            return (x - mean) / torch.sqrt(var + self.eps) * self.weight + self.bias
+
+    VarMeanLayerNorm.__name__ = "LayerNorm"
+    exercise = next(e for e in ALL if e.name == "LayerNorm")
+    assert check(VarMeanLayerNorm).passed
+    cases, data = reference_run(exercise, 1)
+    tiny = [i for i, c in enumerate(cases) if "tiny" in c.name]
+    assert tiny, [c.name for c in cases]
+    for i in tiny:
+        assert float(data[i]["band/output"]) > 0
+        rtol, atol = tolerance(exercise, data[i], "output")
+        assert atol > exercise.atol

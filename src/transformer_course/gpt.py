@@ -231,8 +231,9 @@ def sample_next_token(
        set of tokens whose probabilities add up to at least ``top_p``: a token is kept
        when the tokens before it sum to less than ``top_p``, so the token that crosses
        the threshold is kept (and the most likely token always is).
-    5. Softmax, then exactly one call
-       ``torch.multinomial(probs, num_samples=1, generator=generator)``.
+    5. Draw one token per row from the softmax, with random numbers from
+       ``generator`` (``torch.multinomial`` here; any exact sampler of the same
+       distribution is as correct).
 
     Args:
         logits: ``(B, V)``.

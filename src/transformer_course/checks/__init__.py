@@ -35,7 +35,7 @@ def check(obj: Any, name: str | None = None) -> CheckResult:
             f"not a {type(obj).__name__}"
         )
     exercise = get(exercise_name)
-    cases, expected = reference_run(exercise, VISIBLE_SEED)
+    cases, data = reference_run(exercise, VISIBLE_SEED)
     outcomes = []
     for case in cases:
         outcome = execute(exercise, obj, case)
@@ -43,4 +43,4 @@ def check(obj: Any, name: str | None = None) -> CheckResult:
         if outcome.not_implemented:
             break  # a stub fails every case the same way; no need to run the rest
     outcomes += [outcomes[-1]] * (len(cases) - len(outcomes))
-    return judge(exercise, cases, outcomes, expected, lambda: mistake_run(exercise, VISIBLE_SEED))
+    return judge(exercise, cases, outcomes, data, lambda: mistake_run(exercise, VISIBLE_SEED))

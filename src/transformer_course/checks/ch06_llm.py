@@ -12,8 +12,9 @@ from torch import Tensor
 from transformer_course import bpe as ref_bpe
 from transformer_course import gpt as ref
 from transformer_course.attention import causal_mask
-from transformer_course.checks.core import Case, Exercise, Mistake, build_module, randn
+from transformer_course.checks.core import Case, Exercise, Mistake, build_module, compare_tensors, randn
 from transformer_course.checks.registry import register
+from transformer_course.checks.stats import frequency_problem
 
 CHAPTER = "06_llm"
 _TEXTS = {
@@ -294,7 +295,6 @@ def _block_cases(seed: int) -> list[Case]:
     for name, batch, length, dtype in [("(2, 6, 16)", 2, 6, torch.float32),
                                         ("(1, 9, 16), float64", 1, 9, torch.float64),
                                         ("(3, 4, 16)", 3, 4, torch.float32)]:
-        torch.manual_seed(seed)
         state = _random_state(ref.GPTBlock(**_BLOCK), g, dtype)
         x = randn(g, batch, length, 16, dtype=dtype)
         changed = x.clone()
@@ -395,7 +395,6 @@ def _gpt_cases(seed: int) -> list[Case]:
          {**_GPT, "n_layers": 1, "d_ff": 24}, 1, 12, torch.float64),
         ("3 layers, idx (3, 5)", {**_GPT, "n_layers": 3}, 3, 5, torch.float32),
     ]:
-        torch.manual_seed(seed)
         state = _random_state(ref.GPT(**init), g, dtype)
         # Only tok_emb is given: a tied head uses it, an untied one keeps its own weights.
         state.pop("lm_head.weight")
@@ -513,14 +512,26 @@ NEXT_TOKEN_LOSS = Exercise(
 )
 
 # --------------------------------------------------------------------------- sample_next_token
+#
+# A sampler is judged by what it draws, not by how (core.prepare records the
+# distribution the reference hands to torch.multinomial; stats.frequency_problem counts).
+# Each case has _ROWS rows of each of 4 distributions over 12 tokens, so at most 48 count
+# tests per case, each with a two-sided tail of at most stats.ALPHA = 1e-10 under a
+# correct sampler: the union bound over a grading run (11 visible and 11 hidden cases)
+# is below 2.2e-8. A catalogued mistake passes a run only if every test passes, so its
+# pass probability is at most that of its least likely test: for a token it keeps or
+# drops wrongly, (1 - q)^2048 or 0; for a wrong temperature, the binomial mass of the
+# acceptance interval under its own probabilities. scripts/check_margins.py computes
+# both exactly (stats.false_fail_probability, stats.pass_probability) and
+# tests/test_alternatives.py requires both below 1e-6.
+
+_ROWS = 2048
 
 
 def _sample_cases(seed: int) -> list[Case]:
     g = torch.Generator().manual_seed(seed)
-    # Many rows of the same few distributions: a sampler that draws from a different
-    # distribution gives different tokens in some row, with overwhelming probability.
     base = randn(g, 4, 12, dtype=torch.float64) * 1.5
-    logits = base.repeat(64, 1).to(torch.float32)
+    logits = base.repeat(_ROWS, 1).to(torch.float32)
     settings = [
         ("greedy (temperature=0)", {"temperature": 0.0}),
         ("temperature=1", {"temperature": 1.0}),
@@ -528,14 +539,16 @@ def _sample_cases(seed: int) -> list[Case]:
         ("temperature=2.0", {"temperature": 2.0}),
         ("top_k=3", {"temperature": 1.0, "top_k": 3}),
         ("top_k=1 (greedy)", {"temperature": 1.0, "top_k": 1}),
+        ("top_k=20 > V keeps every token", {"temperature": 1.0, "top_k": 20}),
         ("top_p=0.6", {"temperature": 1.0, "top_p": 0.6}),
+        ("top_p=0.02: the most likely token is always kept", {"temperature": 1.0, "top_p": 0.02}),
         ("top_p=0.9 with temperature=0.8", {"temperature": 0.8, "top_p": 0.9}),
         ("top_k=5 then top_p=0.7, float64", {"temperature": 1.0, "top_k": 5, "top_p": 0.7}),
     ]
     cases = []
     for name, kwargs in settings:
         x = logits.double() if "float64" in name else logits
-        cases.append(Case(f"{name}, logits (256, 12), generator seeded {seed}",
+        cases.append(Case(f"{name}, logits ({x.size(0)}, 12), generator seeded {seed}",
                           {"logits": x, "seed": seed, **kwargs}))
     return cases
 
@@ -546,23 +559,30 @@ def _run_sample(f: Any, a: dict[str, Any]) -> Tensor:
              top_p=a.get("top_p"), generator=generator)
 
 
+def _compare_sample(data: dict[str, Tensor], actual: dict[str, Tensor]) -> str | None:
+    """Greedy: the exact tokens. Sampling: the tokens' frequencies (stats module)."""
+    if "probs" not in data:
+        return compare_tensors(data["expected/tokens"], actual["tokens"], 0.0, 0.0)
+    return frequency_problem(actual["tokens"], data["probs"])
+
+
 def _sampler(logits, temperature=1.0, top_k=None, top_p=None, generator=None, *,
              temperature_after_softmax=False, k_shift=0, drop_crossing=False,
-             greedy_at_one=False):
+             greedy_at_one=False, clamp_k=True, keep_first=True):
     if temperature == 0 or (greedy_at_one and temperature == 1):
         return logits.argmax(dim=-1)
     if not temperature_after_softmax:
         logits = logits / temperature
     if top_k is not None:
-        k = max(1, min(top_k + k_shift, logits.size(-1)))
-        kth = logits.topk(k, dim=-1).values[..., -1:]
+        k = max(1, top_k + k_shift)
+        kth = logits.topk(min(k, logits.size(-1)) if clamp_k else k, dim=-1).values[..., -1:]
         logits = logits.masked_fill(logits < kth, float("-inf"))
     if top_p is not None:
         sorted_logits, order = logits.sort(dim=-1, descending=True)
         probs = sorted_logits.softmax(dim=-1)
         cumulative = probs.cumsum(dim=-1)
         drop_sorted = cumulative > top_p if drop_crossing else cumulative - probs >= top_p
-        drop_sorted[..., 0] = False
+        drop_sorted[..., 0] &= not keep_first
         drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
         logits = logits.masked_fill(drop, float("-inf"))
     probs = logits.softmax(dim=-1)
@@ -585,6 +605,7 @@ SAMPLE = Exercise(
     make_cases=_sample_cases,
     run=_run_sample,
     outputs=("tokens",),
+    compare=_compare_sample,
     mistakes=[
         Mistake("temperature after softmax",
                 "Temperature is applied after the softmax (dividing probabilities by T changes "
@@ -598,10 +619,17 @@ SAMPLE = Exercise(
                 "top-k keeps k-1 tokens; keep exactly the k largest logits "
                 "(logits.topk(k).values[..., -1:] is the smallest one kept).",
                 _mutant_sampler(k_shift=-1)),
+        Mistake("top-k larger than the vocabulary",
+                "top_k larger than the vocabulary raises; it keeps every token "
+                "(use min(top_k, logits.size(-1))).", _mutant_sampler(clamp_k=False)),
         Mistake("top-p drops the crossing token",
                 "top-p drops the token that crosses the threshold; keep a token when the "
                 "probabilities before it (sorted, descending) sum to less than top_p.",
                 _mutant_sampler(drop_crossing=True)),
+        Mistake("top-p can drop every token",
+                "When the most likely token alone has more than top_p, your top-p keeps "
+                "nothing (NaN probabilities); the most likely token is always kept, since "
+                "no tokens come before it.", _mutant_sampler(keep_first=False, drop_crossing=True)),
         Mistake("greedy when temperature is 1",
                 "You return the argmax when temperature == 1; only temperature == 0 is greedy, "
                 "temperature 1 samples from the model's own distribution.",
@@ -612,32 +640,70 @@ SAMPLE = Exercise(
 # --------------------------------------------------------------------------- generate
 
 _GEN = {"vocab_size": 11, "max_len": 16, "d_model": 16, "n_heads": 2, "n_layers": 2}
+_PROMPT_ROWS = 128  # copies of each prompt in a sampled case: the first new token is counted
 
 
 def _generate_cases(seed: int) -> list[Case]:
     g = torch.Generator().manual_seed(seed)
-    torch.manual_seed(seed)
     state = _random_state(ref.GPT(**_GEN), g, torch.float64)
     prompt = torch.randint(_GEN["vocab_size"], (3, 4), generator=g)
+    many = prompt.repeat(_PROMPT_ROWS, 1)
     settings = [
-        ("greedy, 8 new tokens", {"max_new_tokens": 8, "temperature": 0.0}),
-        ("temperature=1, 12 new tokens (fills max_len)", {"max_new_tokens": 12, "temperature": 1.0}),
-        ("temperature=0.8, top_k=4, 6 new tokens", {"max_new_tokens": 6, "temperature": 0.8, "top_k": 4}),
-        ("top_p=0.8, 1 new token", {"max_new_tokens": 1, "temperature": 1.0, "top_p": 0.8}),
+        ("greedy, 8 new tokens", prompt, {"max_new_tokens": 8, "temperature": 0.0}),
+        ("greedy, 20 new tokens: the context outgrows max_len=16 and is cropped; the cache "
+         "stops at 13", prompt, {"max_new_tokens": 20, "temperature": 0.0, "cached_new_tokens": 13}),
+        ("temperature=1, 12 new tokens (fills max_len)", many,
+         {"max_new_tokens": 12, "temperature": 1.0}),
+        ("temperature=0.8, top_k=4, 6 new tokens", many,
+         {"max_new_tokens": 6, "temperature": 0.8, "top_k": 4}),
+        ("top_p=0.8, 1 new token", many, {"max_new_tokens": 1, "temperature": 1.0, "top_p": 0.8}),
     ]
-    return [Case(f"{name}; prompt (3, 4); with and without the cache",
-                 {"init": _GEN, "state_dict": state, "idx": prompt, "seed": seed, **kwargs})
-            for name, kwargs in settings]
+    return [Case(f"{name}; prompt {tuple(idx.shape)}; with and without the cache",
+                 {"init": _GEN, "state_dict": state, "idx": idx, "seed": seed, **kwargs})
+            for name, idx, kwargs in settings]
 
 
 def _run_generate(f: Any, a: dict[str, Any]) -> tuple[Tensor, Tensor]:
     model = build_module(ref.GPT, a["init"], a["state_dict"])
     outputs = []
     for use_cache in (False, True):
-        outputs.append(f(model, a["idx"], a["max_new_tokens"], temperature=a["temperature"],
+        new = a.get("cached_new_tokens", a["max_new_tokens"]) if use_cache else a["max_new_tokens"]
+        outputs.append(f(model, a["idx"], new, temperature=a["temperature"],
                          top_k=a.get("top_k"), top_p=a.get("top_p"),
                          generator=torch.Generator().manual_seed(a["seed"]), use_cache=use_cache))
     return tuple(outputs)
+
+
+def _compare_generate(data: dict[str, Tensor], actual: dict[str, Tensor]) -> str | None:
+    """The prompt comes back first; the cache changes no token (same seed, so the cached
+    run is a prefix of the other); greedy runs give the exact tokens, sampled ones a
+    first new token with the right distribution (stats module)."""
+    want, want_cached = data["expected/tokens"], data["expected/cached_tokens"]
+    tokens, cached = actual["tokens"], actual["cached_tokens"]
+    for name, got, expected in (("tokens", tokens, want), ("cached_tokens", cached, want_cached)):
+        if got.shape != expected.shape or got.dtype != expected.dtype:
+            return f"{name}: {compare_tensors(expected, got, 0.0, 0.0)}"
+    prompt = data["args/idx"]
+    length = prompt.size(1) if torch.equal(want[:, : prompt.size(1)], prompt) else 0
+    if not torch.equal(tokens[:, :length], prompt[:, :length]):
+        return "tokens: the result must start with the prompt, unchanged"
+    consistent = torch.equal(want_cached, want[:, : want_cached.size(1)])
+    if consistent and not torch.equal(cached, tokens[:, : cached.size(1)]):
+        differ = (cached != tokens[:, : cached.size(1)]).nonzero()[0].tolist()
+        return (f"with use_cache=True the tokens differ from those without it (first at "
+                f"{tuple(differ)}), with the same seed; the cache must change no token")
+    if "probs" not in data:
+        for name, got, expected in (("tokens", tokens, want), ("cached_tokens", cached, want_cached)):
+            problem = compare_tensors(expected, got, 0.0, 0.0)
+            if problem:
+                return f"{name}: {problem}"
+        return None
+    vocab = data["probs"].size(-1)
+    new = tokens[:, length:]
+    if ((new < 0) | (new >= vocab)).any():
+        return f"tokens: a new token is not in the vocabulary (0 to {vocab - 1})"
+    problem = frequency_problem(tokens[:, length], data["probs"])
+    return f"first new token: {problem}" if problem else None
 
 
 def _generate_first_position(model, idx, max_new_tokens, temperature=1.0, top_k=None,
@@ -668,6 +734,20 @@ def _generate_cache_refeeds(model, idx, max_new_tokens, temperature=1.0, top_k=N
     return idx
 
 
+def _generate_no_crop(model, idx, max_new_tokens, temperature=1.0, top_k=None,
+                      top_p=None, generator=None, use_cache=False):
+    for _ in range(max_new_tokens):
+        logits = model(idx)  # the whole text, even once it is longer than max_len
+        token = ref.sample_next_token(logits[:, -1], temperature, top_k, top_p, generator)
+        idx = torch.cat([idx, token[:, None]], dim=1)
+    return idx
+
+
+def _generate_default_settings(model, idx, max_new_tokens, temperature=1.0, top_k=None,
+                               top_p=None, generator=None, use_cache=False):
+    return ref.generate(model, idx, max_new_tokens, generator=generator, use_cache=use_cache)
+
+
 GENERATE = Exercise(
     name="generate",
     chapter=CHAPTER,
@@ -675,6 +755,8 @@ GENERATE = Exercise(
     make_cases=_generate_cases,
     run=_run_generate,
     outputs=("tokens", "cached_tokens"),
+    keep=("idx",),
+    compare=_compare_generate,
     mistakes=[
         Mistake("first position",
                 "You sample from the logits of the first position; the next token is predicted "
@@ -686,6 +768,13 @@ GENERATE = Exercise(
                 "With use_cache=True, make one cache with model.new_cache() before the loop, "
                 "feed the whole prompt once, then only the newest token; a new cache every "
                 "step forgets the earlier tokens and their positions.", _generate_cache_refeeds),
+        Mistake("context not cropped",
+                "Without the cache, feed the model only the last model.max_len tokens "
+                "(idx[:, -model.max_len:]); the whole text fails as soon as it outgrows the "
+                "model's window.", _generate_no_crop),
+        Mistake("sampling settings not passed on",
+                "temperature, top_k and top_p are not passed on to sample_next_token, so every "
+                "step samples at temperature 1 from all tokens.", _generate_default_settings),
     ],
 )
 
