@@ -68,14 +68,15 @@ def write_atomic(path: Path, text: str) -> None:
 
 
 def reference_digest(chapter: str, seed: int) -> str:
-    """sha256 over the chapter's planned cases: names, seeds and reference outputs."""
+    """sha256 over the chapter's planned cases: names, seeds and everything judged
+    against (reference outputs, float64 truth, tolerance bands)."""
     digest = hashlib.sha256()
     for plan in plan_chapter(chapter, seed):
         digest.update(plan.exercise.name.encode())
-        for case, seed_, expected in zip(plan.cases, plan.seeds, plan.expected, strict=True):
+        for case, seed_, data in zip(plan.cases, plan.seeds, plan.data, strict=True):
             digest.update(f"{case.name}|{seed_}".encode())
-            for name in sorted(expected):
-                tensor = expected[name].detach().cpu().contiguous()
+            for name in sorted(data):
+                tensor = data[name].detach().cpu().contiguous()
                 digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}".encode())
                 digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
     return digest.hexdigest()
