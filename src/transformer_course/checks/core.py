@@ -397,6 +397,8 @@ def reference_run(exercise: Exercise, seed: int) -> tuple[list[Case], list[dict[
 
 def _prepared(exercise: Exercise, seed: int):
     key = (exercise.name, seed)
+    if key not in _CACHE and (shipped := stored.load_prepared(exercise.name, seed)) is not None:
+        _CACHE[key] = shipped  # the student edition: stored at release time, no reference
     if key not in _CACHE:
         cases = exercise.make_cases(seed)
         expected = []
@@ -476,3 +478,6 @@ def randn(generator: torch.Generator, *shape: int, dtype: torch.dtype = torch.fl
     """Standard normal tensor from ``generator`` (float64 draws cast, so that a float32
     and a float64 case with the same seed hold the same numbers)."""
     return torch.randn(*shape, generator=generator, dtype=torch.float64).to(dtype)
+
+
+from transformer_course.checks import stored  # noqa: E402 - stored data needs Case, defined above
