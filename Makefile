@@ -5,6 +5,8 @@
 #   make lint     ruff over the code
 #   make grade SUBMISSIONS=dir OUT=dir [JOBS=2]   grade a class (autograder/README.md)
 #   make book     build the course site (full setting) into book/_build/html
+#   make student-edition  the student edition (wheel + notebooks) into build/student/
+#   make student-book     the student edition of the site into book/_build/student/html
 
 PYTHON ?= python3
 VENV := .venv
@@ -87,3 +89,18 @@ JOBS ?= 2
 .PHONY: grade
 grade: setup
 	$(PY) -m autograder batch $(SUBMISSIONS) --out $(OUT) --jobs $(JOBS)
+
+# The student edition: the course without the solutions of the chapters that
+# release.toml does not release (autograder/README.md, "Two editions"). The student
+# book keeps only its site: the build's caches hold the executed solution notebooks.
+STUDENT_BOOK := book/_build/student
+.PHONY: student-edition student-book
+student-edition: setup
+	$(PY) -m transformer_course.student_edition --out build/student
+
+student-book: setup book-deps
+	@start=$$(date +%s); TRANSFORMER_COURSE_BOOK=student $(VENV)/bin/jupyter-book build book --all -W \
+	  --keep-going --path-output $(STUDENT_BOOK) \
+	  && rm -rf $(STUDENT_BOOK)/html && mv $(STUDENT_BOOK)/_build/html $(STUDENT_BOOK)/html \
+	  && rm -rf $(STUDENT_BOOK)/_build \
+	  && echo "student book built in $$(( $$(date +%s) - start )) s: $(STUDENT_BOOK)/html/index.html"

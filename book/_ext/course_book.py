@@ -7,15 +7,22 @@
   ``transformer_course`` module.
 - Removes duplicated inline scripts (a JavaScript error on every page otherwise).
 - Refuses to build without the vendored MathJax (formulas would stay raw TeX offline).
+- The student edition (``TRANSFORMER_COURSE_BOOK=student``, ``make student-book``):
+  the solution code of every chapter that ``release.toml`` does not release is removed
+  from the pages (and so from the search index), the downloadable notebooks are the
+  student notebooks, and the launch buttons open them in the student repository.
 """
 
 from __future__ import annotations
 
 import importlib
+import os
 import pkgutil
 import re
 from pathlib import Path
+from urllib.parse import quote
 
+import nbformat
 from docutils import nodes
 from docutils.statemachine import StringList
 from sphinx.application import Sphinx
@@ -27,6 +34,11 @@ MATHJAX = Path("_vendor") / "_static" / "mathjax" / "tex-chtml.js"
 API_PACKAGE = "transformer_course"
 # Per-chapter catalogues of the checks: machinery, not an API anyone calls.
 API_SKIP = re.compile(r"(^|\.)_|\.checks\.ch\d\d_")
+EDITION_ENV = "TRANSFORMER_COURSE_BOOK"  # "student" builds the student edition
+
+
+def _student_edition(app: Sphinx) -> bool:
+    return app.config.course_edition == "student"
 
 
 class LabelSolutionToggles(SphinxPostTransform):
@@ -47,6 +59,42 @@ class LabelSolutionToggles(SphinxPostTransform):
                     node["prompt_show"] = "Show solution"
                     node["prompt_hide"] = "Hide solution"
                     node["classes"].append("solution")
+
+
+class RemoveSolutions(SphinxPostTransform):
+    """Student edition: drop the source of every unreleased exercise's solution cell,
+    keeping its outputs. Runs before the toggles are made, so nothing is folded: the
+    code is not in the page, its search index entry or anywhere else in the site."""
+
+    default_priority = 197
+    formats = ("html",)
+
+    def run(self, **kwargs) -> None:
+        if not _student_edition(self.app):
+            return
+        from transformer_course.checks.registry import get
+        from transformer_course.release import SOLUTION_TAG
+
+        released = self.app.config.course_released
+        for node in list(self.document.findall(nodes.container)):
+            metadata = node.get("cell_metadata") or {}
+            dotted = metadata.get("reference")
+            if node.get("nb_element") != "cell_code" or not dotted:
+                continue
+            if SOLUTION_TAG not in metadata.get("tags", []):
+                continue  # given code shown from the package, not a solution
+            if get(dotted.rpartition(".")[2]).chapter in released:
+                continue
+            for child in list(node.children):
+                if child.get("nb_element") == "cell_code_source":
+                    node.remove(child)
+            node["hide_mode"] = None
+            note = nodes.paragraph(
+                text="Your solution goes here: write it in the chapter's notebook. "
+                "The results shown after it come from the reference solution."
+            )
+            note["classes"].append("solution-removed")
+            node.insert(0, note)
 
 
 class CourseChapters(SphinxDirective):
@@ -139,7 +187,62 @@ def _colab_opens_the_student_notebook(app: Sphinx, pagename, templatename, conte
                 item["url"] = item["url"].replace("/book/chapters/", "/notebooks/")
 
 
+def _student_config(app: Sphinx, config) -> None:
+    """Student edition: the released chapters and the student repository, from
+    ``release.toml`` next to the book."""
+    config.course_edition = os.environ.get(EDITION_ENV, config.course_edition)
+    if config.course_edition != "student":
+        return
+    from transformer_course.student_edition import read_config
+
+    release = read_config(Path(app.srcdir).parent / "release.toml")
+    config.course_released = list(release.released)
+    theme = config.html_theme_options
+    theme["repository_url"] = release.student_repository
+    theme["path_to_docs"] = ""
+
+
+def _student_launch_links(app: Sphinx, pagename, templatename, context, doctree) -> None:
+    """Launch buttons open ``notebooks/<chapter>.ipynb`` of the student repository
+    (the student edition's layout) instead of the book's own chapter path."""
+    if not _student_edition(app) or not pagename.startswith("chapters/"):
+        return
+    chapter = pagename.removeprefix("chapters/")
+    swaps = {f"{pagename}.ipynb": f"notebooks/{chapter}.ipynb"}
+    swaps |= {quote(k, safe=""): quote(v, safe="") for k, v in swaps.items()}
+
+    def swap(value):
+        if isinstance(value, dict):
+            return {k: swap(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [swap(v) for v in value]
+        if isinstance(value, str) and value.startswith("https://"):  # not the download links
+            for old, new in swaps.items():
+                value = value.replace(old, new)
+        return value
+
+    context["header_buttons"][:] = swap(context.get("header_buttons", []))
+
+
+def _student_sources(app: Sphinx, exception) -> None:
+    """Student edition: the downloadable ``_sources/chapters/*.ipynb`` become the
+    student notebooks (no solution code; outputs are on the page)."""
+    if exception is not None or not _student_edition(app):
+        return
+    from transformer_course import release
+
+    for path in (Path(app.outdir) / "_sources" / "chapters").glob("*.ipynb"):
+        solution = release.synced_solution(nbformat.read(Path(app.srcdir) / "chapters" / path.name, 4))
+        path.write_text(release._dump(release.student_version(solution)))
+
+
 def setup(app: Sphinx) -> dict:
+    app.add_config_value("course_edition", "instructor", "env")
+    app.add_config_value("course_released", [], "env")
+    app.connect("config-inited", _student_config)
+    app.add_post_transform(RemoveSolutions)
+    app.connect("html-page-context", _student_launch_links, priority=900)
+    app.connect("build-finished", _student_sources)
     app.add_post_transform(LabelSolutionToggles)
     app.add_directive("course-chapters", CourseChapters)
     app.connect("source-read", _expand_api)

@@ -527,6 +527,8 @@ def prepare(exercise: Exercise, seed: int, mistakes: bool = True) -> Prepared:
     case fails).
     """
     key = (exercise.name, seed)
+    if key not in _CACHE and (shipped := stored.load_prepared(exercise.name, seed)) is not None:
+        _CACHE[key] = Prepared(**shipped)  # the student edition: stored at release time, no reference
     if key not in _CACHE:
         with isolated():
             cases = exercise.make_cases(seed)
@@ -700,3 +702,6 @@ def randn(generator: torch.Generator, *shape: int, dtype: torch.dtype = torch.fl
     """Standard normal tensor from ``generator`` (float64 draws cast, so that a float32
     and a float64 case with the same seed hold the same numbers)."""
     return torch.randn(*shape, generator=generator, dtype=torch.float64).to(dtype)
+
+
+from transformer_course.checks import stored  # noqa: E402 - stored data needs Case, defined above
