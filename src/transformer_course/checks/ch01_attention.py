@@ -30,7 +30,13 @@ def _softmax_cases(seed: int) -> list[Case]:
         Case("large logits (x 1000): must not overflow", {"x": randn(g, 3, 6) * 1000, "dim": -1}),
         Case("rows on very different scales", {"x": wide, "dim": -1}),
         Case("-inf entries get zero probability", {"x": with_inf, "dim": -1}),
+        Case("dim not given (default -1)", {"x": randn(g, 3, 4, 5), "dim": None}),
     ]
+
+
+def _run_softmax(f, a):
+    # dim None: called without it, so the default (-1) is what gets tested
+    return f(a["x"]) if a["dim"] is None else f(a["x"], dim=a["dim"])
 
 
 def _softmax_no_max(x: Tensor, dim: int = -1) -> Tensor:
@@ -58,7 +64,7 @@ SOFTMAX = Exercise(
     chapter=CHAPTER,
     reference=ref.softmax,
     make_cases=_softmax_cases,
-    run=lambda f, a: f(a["x"], dim=a["dim"]),
+    run=_run_softmax,
     forbidden={"torch.softmax": torch.softmax, "F.softmax": F.softmax,
                "Tensor.softmax": Tensor.softmax},
     mistakes=[

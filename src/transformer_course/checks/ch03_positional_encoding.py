@@ -6,6 +6,7 @@ import math
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from transformer_course import positional as ref
@@ -86,6 +87,9 @@ def _pe_cases(seed: int) -> list[Case]:
              {"init": {"d_model": 6, "max_len": 6}, "x": randn(g, 3, 6, 6)}),
         Case("d_model=4, default max_len, x (2, 3, 4)",
              {"init": {"d_model": 4}, "x": randn(g, 2, 3, 4)}),
+        Case("dropout=0.5 in eval mode (no dropout), x (2, 4, 8) float64 (the dtype of x)",
+             {"init": {"d_model": 8, "max_len": 10, "dropout": 0.5},
+              "x": randn(g, 2, 4, 8, dtype=torch.float64)}),
     ]
 
 
@@ -118,6 +122,8 @@ class _PEMutant(ref.PositionalEncoding):
             return self.pe[: x.size(1)]
         if self.mistake == "scaled":
             return x * math.sqrt(self.pe.size(-1)) + self.pe[: x.size(1)]
+        if self.mistake == "dropout always":  # F.dropout's training=True default
+            return F.dropout(x + self.pe[: x.size(1)], self.dropout.p)
         raise AssertionError(self.mistake)
 
 
@@ -147,6 +153,10 @@ POSITIONAL_ENCODING = Exercise(
                 "The buffer pe has an extra leading dimension; store it as "
                 "(max_len, d_model), the shape later chapters load by name, and slice "
                 "pe[:L].", _pe_mutant("3-D buffer")),
+        Mistake("dropout in eval mode",
+                "Dropout changes the output in eval mode: F.dropout(x, p) drops whatever the "
+                "mode (its training argument defaults to True). Apply the nn.Dropout module "
+                "created in __init__ (self.dropout(x + pe[:L])).", _pe_mutant("dropout always")),
     ],
 )
 

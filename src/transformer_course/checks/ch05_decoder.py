@@ -34,9 +34,11 @@ def _decoder_layer_cases(seed: int) -> list[Case]:
     g = torch.Generator().manual_seed(seed)
 
     def case(name, norm_first, activation, batch, l_tgt, l_src, tgt_mask, src_lengths,
-             dtype=torch.float32):
+             dtype=torch.float32, **extra):
         init = {"d_model": 16, "n_heads": 4, "d_ff": 32, "activation": activation,
-                "norm_first": norm_first}
+                "norm_first": norm_first, **extra}
+        if norm_first is None:  # the defaults: relu, post-norm, eps 1e-5
+            init = {"d_model": 16, "n_heads": 4, "d_ff": 32, **extra}
         state = random_state(ref.DecoderLayer(**init), g, dtype, scale=1.5)
         return Case(name, {"init": init, "state": state,
                            "x": randn(g, batch, l_tgt, 16, dtype=dtype),
@@ -52,6 +54,10 @@ def _decoder_layer_cases(seed: int) -> list[Case]:
              _causal_and_padding([5, 3], 5), [4, 1]),
         case("pre-norm, gelu, float64, no masks at all (the layer adds none)", True, "gelu",
              2, 4, 5, None, None, F64),
+        case("post-norm, eps=0.5 (it reaches all three norms)", False, "relu", 2, 4, 5,
+             causal_mask(4), [5, 3], eps=0.5),
+        case("defaults (relu, post-norm), dropout=0.5 in eval mode (no dropout)", None, None,
+             2, 4, 3, causal_mask(4), [3, 2], dropout=0.5),
     ]
 
 
@@ -93,6 +99,13 @@ def _dl_variant(**change):
     return Variant
 
 
+class _DecoderLayerDefaultEps(ref.DecoderLayer):
+    def __init__(self, d_model, n_heads, d_ff, dropout=0.0, activation="relu", norm_first=False,
+                 eps=1e-5):
+        super().__init__(d_model, n_heads, d_ff, dropout, activation, norm_first, eps)
+        self.norm1, self.norm2, self.norm3 = (ref.LayerNorm(d_model) for _ in range(3))
+
+
 DECODER_LAYER = Exercise(
     name="DecoderLayer",
     chapter=CHAPTER,
@@ -128,6 +141,9 @@ DECODER_LAYER = Exercise(
         Mistake("norm inside the residual",
                 "You compute x + norm(sublayer(x)); post-norm is norm(x + sublayer(x)).",
                 _dl_variant(norm_outside=True)),
+        Mistake("eps not passed to the norms",
+                "The layer's eps does not reach its LayerNorms, which use their default: "
+                "create them as LayerNorm(d_model, eps).", _DecoderLayerDefaultEps),
     ],
 )
 
@@ -158,8 +174,13 @@ def _decoder_cases(seed: int) -> list[Case]:
 
 
 def _decoder_variant(scale=True, causal_default=True, use_given=True, pass_memory_mask=True,
-                     final_norm=True):
+                     final_norm=True, always_norm=False):
     class Variant(ref.Decoder):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            if always_norm:
+                self.norm = ref.LayerNorm(self.d_model)
+
         def forward(self, tgt_ids, memory, tgt_mask=None, memory_mask=None):
             length = tgt_ids.size(1)
             if tgt_mask is None or not use_given:
@@ -195,6 +216,10 @@ DECODER = Exercise(
         Mistake("no final norm",
                 "With pre-norm layers the stack ends with the final LayerNorm self.norm.",
                 _decoder_variant(final_norm=False)),
+        Mistake("final norm after post-norm layers",
+                "A post-norm stack (norm_first=False) already ends in a LayerNorm: its last "
+                "layer's norm3. Create the final self.norm only when norm_first is True "
+                "(self.norm = None otherwise).", _decoder_variant(always_norm=True)),
     ],
 )
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from typing import Any
 
@@ -43,8 +44,12 @@ def _as_merges(merges: list) -> Tensor:
 def _train_bpe_cases(seed: int) -> list[Case]:
     sizes = {"ties everywhere": 262, "a tie the later pair would win by value": 259,
              "multi-byte UTF-8": 275, "Shakespeare": 300}
-    return [Case(f"{name} (vocab_size={sizes[name]})", {"text": text, "vocab_size": sizes[name]})
-            for name, text in _TEXTS.items()]
+    cases = [Case(f"{name} (vocab_size={sizes[name]})", {"text": text, "vocab_size": sizes[name]})
+             for name, text in _TEXTS.items()]
+    # Three merges turn "aaab" into a single id; then no pair is left.
+    cases.append(Case("'aaab' (vocab_size=270): stops early when no pair is left",
+                      {"text": "aaab", "vocab_size": 270}))
+    return cases
 
 
 def _bpe_with_tie_rule(text: str, vocab_size: int, pick) -> list[tuple[int, int]]:
@@ -75,6 +80,17 @@ def _tie_last(text, vocab_size):
         return next(p for p in reversed(list(zip(ids[:-1], ids[1:], strict=True))) if counts[p] == best)
 
     return _bpe_with_tie_rule(text, vocab_size, pick)
+
+
+def _no_early_stop(text, vocab_size):
+    ids = list(text.encode("utf-8"))
+    merges = []
+    for n in range(vocab_size - 256):
+        counts = Counter(zip(ids[:-1], ids[1:], strict=True))
+        pair = max(counts, key=counts.get)  # raises once no pair is left
+        merges.append(pair)
+        ids = ref_bpe.merge_pair(ids, pair, 256 + n)
+    return merges
 
 
 def _ids_from_257(text, vocab_size):
@@ -129,6 +145,11 @@ TRAIN_BPE = Exercise(
         Mistake("pre-split into words",
                 "You count pairs inside whitespace-separated words; this BPE works on the "
                 "bytes of the whole text, spaces included, with no pre-splitting.", _pre_split),
+        Mistake("no early stop",
+                "When the whole text has become one id there is no pair left to count, and "
+                "max() of an empty Counter raises: stop training early (break) when the "
+                "Counter is empty, returning fewer than vocab_size - 256 merges.",
+                _no_early_stop),
     ],
 )
 
@@ -150,6 +171,8 @@ def _encode_cases(seed: int) -> list[Case]:
     # gives [256, c, 257, 257], frequency order would give [a, 257, 257, 257].
     cases.append(Case("'abcbcbc' with merges (a, b) -> 256, (b, c) -> 257, (256, 257) -> 258",
                       {"text": "abcbcbc", "merges": [[97, 98], [98, 99], [256, 257]]}))
+    cases.append(Case("'a' (one byte, no pair to merge) with merges (a, b) -> 256",
+                      {"text": "a", "merges": [[97, 98]]}))
     return cases
 
 
@@ -185,6 +208,17 @@ def _encode_one_pass(text, merges):
     return ids
 
 
+def _encode_no_length_guard(text, merges):
+    rank = {tuple(p): n for n, p in enumerate(merges)}
+    ids = list(text.encode("utf-8"))
+    while True:
+        pairs = set(zip(ids[:-1], ids[1:], strict=True))
+        pair = min(pairs, key=lambda p: rank.get(p, math.inf))  # raises on fewer than 2 ids
+        if pair not in rank:
+            return ids
+        ids = ref_bpe.merge_pair(ids, pair, 256 + rank[pair])
+
+
 ENCODE = Exercise(
     name="bpe_encode",
     chapter=CHAPTER,
@@ -203,6 +237,10 @@ ENCODE = Exercise(
         Mistake("only one merge",
                 "You stop after one merge; repeat until no pair of the sequence is in the "
                 "merge list.", _encode_one_pass),
+        Mistake("no pair in a short text",
+                "A text of one byte (or none) has no adjacent pair, and min() of an empty set "
+                "raises: loop only while len(ids) >= 2, and stop when no pair is mergeable.",
+                _encode_no_length_guard),
     ],
 )
 
