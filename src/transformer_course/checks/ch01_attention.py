@@ -1,4 +1,34 @@
-"""Chapter 01 (attention): visible cases and the catalogue of known mistakes."""
+"""Chapter 01 (attention): visible cases and the catalogue of known mistakes.
+
+Behaviours the chapter states, and the case that exercises each (hidden seeds build the
+same cases with other numbers):
+
+softmax
+    same shape and dtype as ``x``            "3-D float64, last dim"
+    any ``dim``; default ``dim=-1``          "3-D, dim=1"; "dim not given (default -1)"
+    max subtracted along ``dim``             "large logits (x 1000)"; "rows on very
+                                             different scales" (a global max fails it)
+    ``-inf`` entries give exactly 0          "-inf entries get zero probability"
+    no torch/F/Tensor.softmax                forbidden calls, every case
+attention_scores
+    leading dims carry through; d_k is the   "batch: ..."; "batch and heads, float64"
+    last dim (L_q != L_k tells them apart)
+causal_mask
+    bool ``(L, L)``, True on and below the   every case ("float mask", "strictly lower")
+    diagonal
+padding_mask
+    bool ``(B, 1, L)``, True where p < length every case ("off by one", "missing query
+                                             dimension"); "... (no padding)"
+scaled_dot_product_attention
+    ``(output, weights)``, weights over keys  every case
+    sum to one (softmax over dim=-1)
+    mask before the softmax, filled with     "causal mask (6, 6)", "padding mask ...",
+    -inf; True = may attend; any mask that   "heads with a (batch, 1, 1, L_k) mask"
+    broadcasts
+    L_q != L_k, d_v != d_k, float64 kept     "heads, L_q != L_k, d_v != d_k, float64"
+    no F.scaled_dot_product_attention        forbidden calls
+    (a fully masked row is stated as not graded)
+"""
 
 from __future__ import annotations
 

@@ -1,5 +1,27 @@
 """Chapter 02 (multi-head attention): visible cases and the catalogue of known mistakes.
 
+Behaviours the chapter states, and the case that exercises each:
+
+split_heads
+    ``(B, H, L, D // H)``, head h holds      every case; "L == H" and "1 head" for the
+    features h*Dh .. (h+1)*Dh - 1            shapes where a wrong order still fits
+merge_heads
+    ``(B, L, H * Dh)``, heads in order       every case
+    works on the non-contiguous transpose    every case but "1 head" ("view after the
+    (reshape, not view)                      transpose" raises there)
+MultiHeadAttention
+    ``w_q``, ``w_k``, ``w_v``, ``w_o`` by    every case (weights loaded by name)
+    name; query/key/value projections
+    scale by sqrt(d_head)                    every case
+    masks (L_q, L_k), (B, 1, L_k) and        "causal self-attention", "cross-attention
+    (B, L_q, L_k) (unsqueezed for heads)     with a (B, 1, L_k) padding mask", "(B, L_q,
+                                             L_k) mask, different per batch and query"
+    L_q != L_k (cross-attention), float64    "cross-attention L_q=3, L_k=7, 4 heads,
+                                             float64"
+    ``bias=False``                           "bias=False, 6 heads of size 2"
+    ``self.attn_weights`` (B, H, L_q, L_k)   every case (second output)
+    dropout on the weights, none in eval     "dropout=0.5 in eval mode (no dropout)"
+
 The cases are built so that every catalogued mistake changes the result: shapes where
 ``L != H`` and ``L_q != L_k``, random (asymmetric) projections with biases, so that
 swapping the query and key projections matters, and ``(B, L_q, L_k)`` masks that differ

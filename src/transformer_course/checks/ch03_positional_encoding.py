@@ -1,4 +1,27 @@
-"""Chapter 03 (positional encoding): visible cases and the catalogue of known mistakes."""
+"""Chapter 03 (positional encoding): visible cases and the catalogue of known mistakes.
+
+Behaviours the chapter states, and the case that exercises each:
+
+sinusoidal_positional_encoding
+    float32 ``(max_len, d_model)``; sin in   every case ("table left in float64" and the
+    even, cos in odd columns; exponent       layout mistakes); "max_len=1" (row 0 is
+    2i/d_model; positions from 0             0, 1, 0, 1, ...)
+PositionalEncoding
+    buffer ``pe`` ``(max_len, d_model)``     every case (second output)
+    ``x + pe[:L]``, L = x.size(1)            every case; "batch of one", "L == max_len"
+    default ``max_len``                      "d_model=4, default max_len"
+    follows the dtype of x; dropout none     "dropout=0.5 in eval mode (no dropout), ...
+    in eval                                  float64 (the dtype of x)"
+LearnedPositionalEmbedding
+    ``x + embedding(0..L-1)``, float64 kept  every case; "(L == max_len), float64"
+apply_rotary
+    rotate-half pairs, ``base^(-2i/Dh)``     every case
+    ``positions`` default 0..L-1             "x (2, 5, 8), default positions"
+    given positions, (L,) or broadcast       "positions 4..9", "positions out of order",
+    (B, 1, L)                                "per-sequence positions (2, 1, 5)"
+    ``base``                                 "base=100000 (SmolLM2)"
+    same shape and dtype as x                "x (7, 12), float64, ..."
+"""
 
 from __future__ import annotations
 
@@ -70,6 +93,10 @@ SINUSOIDAL = Exercise(
                 "The table is [all sines | all cosines]; the original interleaves them: "
                 "column 2i is sin, column 2i+1 is cos (pe[:, 0::2] and pe[:, 1::2]).",
                 lambda n, d: _table(n, d, layout="halves")),
+        Mistake("table left in float64",
+                "The table is float64; the exercise returns float32 (compute the angles in "
+                "float64 if you like, then .float() the result).",
+                lambda n, d: _table(n, d).double()),
     ],
 )
 

@@ -1,4 +1,33 @@
-"""Chapter 04 (encoder): visible cases and the catalogue of known mistakes."""
+"""Chapter 04 (encoder): visible cases and the catalogue of known mistakes.
+
+Behaviours the chapter states, and the case that exercises each:
+
+LayerNorm
+    last dim, biased variance, eps inside    every case; "eps=0.5", "tiny variance"
+    the square root, then * weight + bias    "non-trivial weight and bias"
+    default eps 1e-5; weight ones, bias      "default eps, weight and bias as initialised"
+    zeros at creation
+    dtype of x                               "(3, 4, 6) float64"
+    no F.layer_norm                          forbidden calls
+FeedForward
+    ``linear2(act(linear1(x)))``; relu or    every case; "gelu (exact), ..."
+    exact (erf) gelu
+    default activation relu; dropout none    "default activation (relu), dropout=0.5 in
+    in eval                                  eval mode (no dropout)"
+EncoderLayer
+    post-norm ``norm(x + sublayer(x))`` and  "post-norm, ..." and "pre-norm ..." cases
+    pre-norm ``x + sublayer(norm(x))``
+    mask reaches the self-attention          the "padding mask" cases
+    ``eps`` reaches both norms               "post-norm, eps=0.5 ...", "pre-norm,
+                                             eps=0.5 ..."
+    defaults (relu, post-norm); dropout      "defaults (relu, post-norm), dropout=0.5 in
+    none in eval                             eval mode (no dropout)"
+Encoder
+    embeddings * sqrt(d_model), positions,   every case
+    chained layers, mask to every layer      "post-norm, padding mask, float64"
+    final norm only when norm_first          "pre-norm (final LayerNorm) ..."; the
+                                             post-norm cases (no final norm)
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,38 @@
-"""Chapter 05 (decoder): visible cases and the catalogue of known mistakes."""
+"""Chapter 05 (decoder): visible cases and the catalogue of known mistakes.
+
+Behaviours the chapter states, and the case that exercises each:
+
+DecoderLayer
+    cross-attention reads ``memory``;        every case
+    ``tgt_mask`` to self-, ``memory_mask``   "... source padding mask", "... causal +
+    to cross-attention                       target padding (B, L, L), source padding"
+    a bare layer adds no causal mask         "pre-norm, gelu, float64, no masks at all"
+    post-norm and pre-norm                   "post-norm, ..." and "pre-norm, ..." cases
+    ``eps`` reaches the three norms          "post-norm, eps=0.5 ..."
+    defaults (relu, post-norm); dropout      "defaults (relu, post-norm), dropout=0.5 in
+    none in eval                             eval mode (no dropout)"
+Decoder
+    ``tgt_mask=None`` means causal           "... tgt_mask=None (causal) ..."
+    an explicit ``tgt_mask`` is used as is   "explicit causal + target padding mask"
+    memory_mask to every layer; embeddings   every case with source padding
+    * sqrt(d_model)
+    final norm only when norm_first          "pre-norm (final LayerNorm) ..."; the
+                                             post-norm cases (no final norm)
+Transformer
+    ``encode``/``decode``/``forward``;       every case (memory and logits)
+    src_mask to encoder and cross-attention  the "source padding" cases
+    ``tgt_mask=None`` is causal              "no masks given (tgt_mask=None is causal)"
+    explicit tgt_mask                        "explicit tgt_mask with target padding"
+greedy_decode
+    column 0 is bos_id; max_len counts it    every case; "max_len=4 reached before any
+                                             row ends"
+    the whole prefix fed back                every case
+    eos filling; stop once all rows ended    "source padding: rows end at different
+                                             steps, then all stop early"
+    src_mask passed on                       the "source padding" cases
+    other bos_id / eos_id                    "bos_id=9, eos_id=0, source padding"
+    the source is encoded once               every case (``encode_calls`` output)
+"""
 
 from __future__ import annotations
 
@@ -305,16 +339,19 @@ class ReverserModel(nn.Module):
     does not know it should stop) the first source token again and again.
 
     Its output at target position ``t`` depends on ``t``, i.e. on the whole prefix
-    being fed back, and on the source padding mask given to ``encode``.
+    being fed back, and on the source padding mask given to ``encode``. It counts the
+    calls of ``encode`` (``encode_calls``): decoding encodes the source once.
     """
 
     def __init__(self, vocab_size: int, eos_id: int):
         super().__init__()
         self.vocab_size, self.eos_id = vocab_size, eos_id
         self.generator = nn.Identity()  # the states below are already logits
+        self.encode_calls = 0
 
     def encode(self, src: Tensor, src_mask: Tensor | None = None) -> Tensor:
         """Memory ``(B, L_src, V)``: one-hot source tokens, zero at padding."""
+        self.encode_calls += 1
         real = torch.ones_like(src, dtype=torch.bool) if src_mask is None else src_mask[:, 0]
         return F.one_hot(src, self.vocab_size).float() * real[..., None]
 
@@ -354,11 +391,12 @@ def _greedy_cases(seed: int) -> list[Case]:
 
 def _run_greedy(impl, a):
     model = ReverserModel(a["vocab_size"], a["eos_id"]).eval()
-    return impl(model, a["src"], a["max_len"], a["bos_id"], a["eos_id"], a["src_mask"])
+    tokens = impl(model, a["src"], a["max_len"], a["bos_id"], a["eos_id"], a["src_mask"])
+    return tokens, torch.tensor(model.encode_calls)
 
 
 def _greedy_variant(last_only=False, stop=True, fill=True, keep_bos=True, extra_step=False,
-                    use_mask=True):
+                    use_mask=True, reencode=False):
     def greedy(model, src, max_len, bos_id, eos_id, src_mask=None):
         src_mask = src_mask if use_mask else None
         memory = model.encode(src, src_mask)
@@ -366,7 +404,11 @@ def _greedy_variant(last_only=False, stop=True, fill=True, keep_bos=True, extra_
         finished = torch.zeros(src.size(0), dtype=torch.bool)
         for _ in range(max_len - (0 if extra_step else 1)):
             inputs = ys[:, -1:] if last_only else ys
-            next_token = model.generator(model.decode(inputs, memory, src_mask)[:, -1]).argmax(-1)
+            if reencode:  # model(src, tgt) runs the encoder again at every step
+                logits = model(src, inputs, src_mask)[:, -1]
+            else:
+                logits = model.generator(model.decode(inputs, memory, src_mask)[:, -1])
+            next_token = logits.argmax(-1)
             if fill:
                 next_token = next_token.masked_fill(finished, eos_id)
             ys = torch.cat([ys, next_token[:, None]], dim=1)
@@ -385,6 +427,7 @@ GREEDY = Exercise(
     make_cases=_greedy_cases,  # run on a stand-in model (ReverserModel), so every
     # behaviour of decoding shows in a few steps
     run=_run_greedy,
+    outputs=("output", "encode_calls"),
     mistakes=[
         Mistake("only the last token fed back",
                 "Each step must decode everything generated so far (ys), not only the last "
@@ -404,6 +447,11 @@ GREEDY = Exercise(
         Mistake("src_mask ignored",
                 "Pass src_mask to both model.encode and model.decode, or the padding of the "
                 "source changes the translation.", _greedy_variant(use_mask=False)),
+        Mistake("source encoded at every step",
+                "The source is encoded again at every step (model(src, ys) runs the encoder "
+                "each time); encode it once before the loop, memory = model.encode(src, "
+                "src_mask), and call model.decode(ys, memory, src_mask) in the loop.",
+                _greedy_variant(reencode=True)),
     ],
 )
 

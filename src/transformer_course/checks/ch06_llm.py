@@ -1,4 +1,43 @@
-"""Chapter 06 (a decoder-only LLM): visible cases and the catalogue of known mistakes."""
+"""Chapter 06 (a decoder-only LLM): visible cases and the catalogue of known mistakes.
+
+Behaviours the chapter states, and the case that exercises each:
+
+train_bpe
+    no pre-splitting; ties to the pair that  "ties everywhere", "a tie the later pair
+    occurs first; merge n makes 256 + n      would win by value", "Shakespeare"
+    UTF-8 bytes                              "multi-byte UTF-8"
+    stops early when no pair is left         "'aaab' (vocab_size=270): stops early ..."
+bpe_encode
+    earliest merge first, repeated           every case; "'abcbcbc' with merges ..."
+    any text, also one without a pair        "'a' (one byte, no pair to merge) ..."
+bpe_decode
+    bytes joined, decoded once; invalid      "round trip of multi-byte UTF-8", "cut in
+    UTF-8 replaced                           the middle of a character ..."
+GPTBlock
+    pre-norm, causal (a changed last token   every case (three outputs)
+    changes no earlier output), the cache
+    gives the same output
+GPT
+    tied head, final LayerNorm, learned      every case (only tok_emb.weight loaded)
+    positions; cache positions continue      every case (through the cache)
+    ``d_ff`` default 4 * d_model             "2 layers ...", "3 layers ..."
+next_token_loss
+    shift by one, mean over B * (L - 1)      every case; "one prediction per row"
+sample_next_token
+    temperature 0 greedy; top_k=1 exact      "greedy (temperature=0)", "top_k=1 (greedy)"
+    temperature before the softmax           "temperature=0.5", "temperature=2.0"
+    top-k keeps k; k >= V keeps all          "top_k=3", "top_k=20 > V keeps every token"
+    top-p keeps the crossing token and the   "top_p=0.6", "top_p=0.02: the most likely
+    most likely one; top-k then top-p        token is always kept", "top_k=5 then
+                                             top_p=0.7, float64"
+generate
+    prompt first, last position sampled      every case
+    crops the context to max_len             "greedy, 20 new tokens: the context
+                                             outgrows max_len=16 ..."
+    settings passed on; the cache changes    the sampled cases (with and without the
+    no token                                 cache, the student's own sampler)
+    (the ValueError for use_cache past max_len is given in the starter code)
+"""
 
 from __future__ import annotations
 

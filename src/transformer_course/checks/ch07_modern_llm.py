@@ -1,4 +1,27 @@
-"""Chapter 07 (modern LLM): visible cases and the catalogue of known mistakes."""
+"""Chapter 07 (modern LLM): visible cases and the catalogue of known mistakes.
+
+Behaviours the chapter states, and the case that exercises each:
+
+RMSNorm
+    ``x / sqrt(mean(x**2) + eps) * weight``, "inputs with a mean far from 0", "tiny
+    no centring, eps inside the root        inputs (x 1e-3)", "large eps (0.5)"
+    default eps 1e-6; weight ones at         "default eps (1e-6), weight as initialised"
+    creation
+    no F.rms_norm                            forbidden calls
+SwiGLU
+    ``down(silu(gate(x)) * up(x))``, names   every case (weights loaded by name)
+repeat_kv
+    each head repeated in place              every case; "n_rep 1", "n_rep 4
+                                             (multi-query)"
+GroupedQueryAttention
+    rotary on q and k (not v), causal,       every case
+    scale sqrt(Dh), repeat_kv order
+    ``rope_base``, default 10000             "rope_base 100000"; "positions 5..10
+                                             given", "n_kv_heads == n_heads" (default)
+    ``positions``                            "positions 5..10 given"
+    n_kv_heads == n_heads, == 1              "... (plain multi-head)", "... (multi-query)"
+    (the KV cache is graded by the chapter's tests, not by these cases)
+"""
 
 from __future__ import annotations
 
