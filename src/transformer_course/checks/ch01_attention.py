@@ -5,7 +5,8 @@ same cases with other numbers):
 
 softmax
     same shape and dtype as ``x``            "3-D float64, last dim"
-    any ``dim``; default ``dim=-1``          "3-D, dim=1"; "dim not given (default -1)"
+    any number of dims, any ``dim``;         "3-D, dim=1", "1-D, dim=0"; "dim not given
+    default ``dim=-1``                       (default -1)"
     max subtracted along ``dim``             "large logits (x 1000)"; "rows on very
                                              different scales" (a global max fails it)
     ``-inf`` entries give exactly 0          "-inf entries get zero probability"
@@ -61,6 +62,7 @@ def _softmax_cases(seed: int) -> list[Case]:
         Case("rows on very different scales", {"x": wide, "dim": -1}),
         Case("-inf entries get zero probability", {"x": with_inf, "dim": -1}),
         Case("dim not given (default -1)", {"x": randn(g, 3, 4, 5), "dim": None}),
+        Case("1-D, dim=0", {"x": randn(g, 9) * 5, "dim": 0}),
     ]
 
 
