@@ -1,4 +1,35 @@
-"""Chapter 01 (attention): visible cases and the catalogue of known mistakes."""
+"""Chapter 01 (attention): visible cases and the catalogue of known mistakes.
+
+Behaviours the chapter states, and the case that exercises each (hidden seeds build the
+same cases with other numbers):
+
+softmax
+    same shape and dtype as ``x``            "3-D float64, last dim"
+    any number of dims, any ``dim``;         "3-D, dim=1", "1-D, dim=0"; "dim not given
+    default ``dim=-1``                       (default -1)"
+    max subtracted along ``dim``             "large logits (x 1000)"; "rows on very
+                                             different scales" (a global max fails it)
+    ``-inf`` entries give exactly 0          "-inf entries get zero probability"
+    no torch/F/Tensor.softmax                forbidden calls, every case
+attention_scores
+    leading dims carry through; d_k is the   "batch: ..."; "batch and heads, float64"
+    last dim (L_q != L_k tells them apart)
+causal_mask
+    bool ``(L, L)``, True on and below the   every case ("float mask", "strictly lower")
+    diagonal
+padding_mask
+    bool ``(B, 1, L)``, True where p < length every case ("off by one", "missing query
+                                             dimension"); "... (no padding)"
+scaled_dot_product_attention
+    ``(output, weights)``, weights over keys  every case
+    sum to one (softmax over dim=-1)
+    mask before the softmax, filled with     "causal mask (6, 6)", "padding mask ...",
+    -inf; True = may attend; any mask that   "heads with a (batch, 1, 1, L_k) mask"
+    broadcasts
+    L_q != L_k, d_v != d_k, float64 kept     "heads, L_q != L_k, d_v != d_k, float64"
+    no F.scaled_dot_product_attention        forbidden calls
+    (a fully masked row is stated as not graded)
+"""
 
 from __future__ import annotations
 
@@ -30,7 +61,14 @@ def _softmax_cases(seed: int) -> list[Case]:
         Case("large logits (x 1000): must not overflow", {"x": randn(g, 3, 6) * 1000, "dim": -1}),
         Case("rows on very different scales", {"x": wide, "dim": -1}),
         Case("-inf entries get zero probability", {"x": with_inf, "dim": -1}),
+        Case("dim not given (default -1)", {"x": randn(g, 3, 4, 5), "dim": None}),
+        Case("1-D, dim=0", {"x": randn(g, 9) * 5, "dim": 0}),
     ]
+
+
+def _run_softmax(f, a):
+    # dim None: called without it, so the default (-1) is what gets tested
+    return f(a["x"]) if a["dim"] is None else f(a["x"], dim=a["dim"])
 
 
 def _softmax_no_max(x: Tensor, dim: int = -1) -> Tensor:
@@ -58,7 +96,7 @@ SOFTMAX = Exercise(
     chapter=CHAPTER,
     reference=ref.softmax,
     make_cases=_softmax_cases,
-    run=lambda f, a: f(a["x"], dim=a["dim"]),
+    run=_run_softmax,
     forbidden={"torch.softmax": torch.softmax, "F.softmax": F.softmax,
                "Tensor.softmax": Tensor.softmax},
     mistakes=[

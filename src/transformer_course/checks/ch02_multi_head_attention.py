@@ -1,5 +1,27 @@
 """Chapter 02 (multi-head attention): visible cases and the catalogue of known mistakes.
 
+Behaviours the chapter states, and the case that exercises each:
+
+split_heads
+    ``(B, H, L, D // H)``, head h holds      every case; "L == H" and "1 head" for the
+    features h*Dh .. (h+1)*Dh - 1            shapes where a wrong order still fits
+merge_heads
+    ``(B, L, H * Dh)``, heads in order       every case
+    works on the non-contiguous transpose    every case but "1 head" ("view after the
+    (reshape, not view)                      transpose" raises there)
+MultiHeadAttention
+    ``w_q``, ``w_k``, ``w_v``, ``w_o`` by    every case (weights loaded by name)
+    name; query/key/value projections
+    scale by sqrt(d_head)                    every case
+    masks (L_q, L_k), (B, 1, L_k) and        "causal self-attention", "cross-attention
+    (B, L_q, L_k) (unsqueezed for heads)     with a (B, 1, L_k) padding mask", "(B, L_q,
+                                             L_k) mask, different per batch and query"
+    L_q != L_k (cross-attention), float64    "cross-attention L_q=3, L_k=7, 4 heads,
+                                             float64"
+    ``bias=False``                           "bias=False, 6 heads of size 2"
+    ``self.attn_weights`` (B, H, L_q, L_k)   every case (second output)
+    dropout on the weights, none in eval     "dropout=0.5 in eval mode (no dropout)"
+
 The cases are built so that every catalogued mistake changes the result: shapes where
 ``L != H`` and ``L_q != L_k``, random (asymmetric) projections with biases, so that
 swapping the query and key projections matters, and ``(B, L_q, L_k)`` masks that differ
@@ -13,6 +35,7 @@ import math
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from transformer_course import multi_head as ref
@@ -90,6 +113,11 @@ def _merge_no_transpose(x: Tensor) -> Tensor:
     return x.reshape(b, n, h * dh)
 
 
+def _merge_view(x: Tensor) -> Tensor:
+    b, h, n, dh = x.shape
+    return x.transpose(1, 2).view(b, n, h * dh)
+
+
 def _merge_interleaved(x: Tensor) -> Tensor:
     b, h, n, dh = x.shape
     return x.permute(0, 2, 3, 1).reshape(b, n, dh * h)
@@ -111,6 +139,9 @@ MERGE = Exercise(
                 "The heads' features are interleaved (feature 0 of every head, then "
                 "feature 1, ...); concatenate whole heads: transpose(1, 2) to "
                 "(B, L, H, Dh), then reshape.", _merge_interleaved),
+        Mistake("view after the transpose",
+                "view() raises on the transposed tensor: after transpose(1, 2) its memory is "
+                "no longer contiguous. Use reshape (or .contiguous().view).", _merge_view),
         Mistake("not reshaped",
                 "You return (B, L, H, Dh): reshape to (B, L, H * Dh) to concatenate the heads.",
                 lambda x: x.transpose(1, 2)),
@@ -122,8 +153,10 @@ MERGE = Exercise(
 
 def _mha_case(g: torch.Generator, name: str, *, batch: int, l_q: int, l_k: int, d_model: int,
               n_heads: int, mask: Tensor | None = None, cross: bool = True, bias: bool = True,
-              dtype: torch.dtype = torch.float32) -> Case:
+              dtype: torch.dtype = torch.float32, dropout: float | None = None) -> Case:
     init = {"d_model": d_model, "n_heads": n_heads, "bias": bias}
+    if dropout is not None:
+        init["dropout"] = dropout
     # Random weights with a spread that gives peaked but not one-hot attention; the
     # biases are large enough that forgetting one shows.
     state = {}
@@ -166,6 +199,9 @@ def _mha_cases(seed: int) -> list[Case]:
                   mask=_per_query_mask(g, 2, 4, 5), dtype=torch.float64),
         _mha_case(g, "bias=False, 6 heads of size 2",
                   batch=1, l_q=5, l_k=4, d_model=12, n_heads=6, bias=False),
+        _mha_case(g, "dropout=0.5 in eval mode (no dropout), causal mask",
+                  batch=2, l_q=5, l_k=5, d_model=8, n_heads=2, cross=False,
+                  mask=causal_mask(5), dropout=0.5),
     ]
 
 
@@ -190,6 +226,7 @@ class _MHAMutant(ref.MultiHeadAttention):
     no_output_projection = False
     swap_q_k = False
     mask_without_head_dim = False
+    dropout_always = False
 
     def forward(self, query, key, value, mask=None):
         w_q, w_k = (self.w_k, self.w_q) if self.swap_q_k else (self.w_q, self.w_k)
@@ -202,6 +239,8 @@ class _MHAMutant(ref.MultiHeadAttention):
         if mask is not None and mask.dim() == 3 and not self.mask_without_head_dim:
             mask = mask.unsqueeze(1)
         out, self.attn_weights = scaled_dot_product_attention(q, k, v, mask)
+        if self.dropout_always:  # F.dropout's training=True default, whatever the mode
+            out = F.dropout(self.attn_weights, self.dropout.p) @ v
         merged = _merge_no_transpose(out) if self.merge_without_transpose else ref.merge_heads(out)
         return merged if self.no_output_projection else self.w_o(merged)
 
@@ -242,6 +281,11 @@ MHA = Exercise(
                 "A (B, L_q, L_k) mask broadcast against the (B, H, L_q, L_k) scores lines its "
                 "batch dimension up with the heads. Add the head dimension first: "
                 "mask.unsqueeze(1) for a 3-D mask.", _mutant(mask_without_head_dim=True)),
+        Mistake("dropout in eval mode",
+                "Dropout changes the output in eval mode: F.dropout(weights, p) drops "
+                "whatever the mode (its training argument defaults to True). Use the "
+                "nn.Dropout module (self.dropout(weights)), or pass training=self.training.",
+                _mutant(dropout_always=True)),
     ],
 )
 

@@ -1,4 +1,27 @@
-"""Chapter 03 (positional encoding): visible cases and the catalogue of known mistakes."""
+"""Chapter 03 (positional encoding): visible cases and the catalogue of known mistakes.
+
+Behaviours the chapter states, and the case that exercises each:
+
+sinusoidal_positional_encoding
+    float32 ``(max_len, d_model)``; sin in   every case ("table left in float64" and the
+    even, cos in odd columns; exponent       layout mistakes); "max_len=1" (row 0 is
+    2i/d_model; positions from 0             0, 1, 0, 1, ...)
+PositionalEncoding
+    buffer ``pe`` ``(max_len, d_model)``     every case (second output)
+    ``x + pe[:L]``, L = x.size(1)            every case; "batch of one", "L == max_len"
+    default ``max_len``                      "d_model=4, default max_len"
+    follows the dtype of x; dropout none     "dropout=0.5 in eval mode (no dropout), ...
+    in eval                                  float64 (the dtype of x)"
+LearnedPositionalEmbedding
+    ``x + embedding(0..L-1)``, float64 kept  every case; "(L == max_len), float64"
+apply_rotary
+    rotate-half pairs, ``base^(-2i/Dh)``     every case
+    ``positions`` default 0..L-1             "x (2, 5, 8), default positions"
+    given positions, (L,) or broadcast       "positions 4..9", "positions out of order",
+    (B, 1, L)                                "per-sequence positions (2, 1, 5)"
+    ``base``                                 "base=100000 (SmolLM2)"
+    same shape and dtype as x                "x (7, 12), float64, ..."
+"""
 
 from __future__ import annotations
 
@@ -6,6 +29,7 @@ import math
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from transformer_course import positional as ref
@@ -69,6 +93,10 @@ SINUSOIDAL = Exercise(
                 "The table is [all sines | all cosines]; the original interleaves them: "
                 "column 2i is sin, column 2i+1 is cos (pe[:, 0::2] and pe[:, 1::2]).",
                 lambda n, d: _table(n, d, layout="halves")),
+        Mistake("table left in float64",
+                "The table is float64; the exercise returns float32 (compute the angles in "
+                "float64 if you like, then .float() the result).",
+                lambda n, d: _table(n, d).double()),
     ],
 )
 
@@ -86,6 +114,9 @@ def _pe_cases(seed: int) -> list[Case]:
              {"init": {"d_model": 6, "max_len": 6}, "x": randn(g, 3, 6, 6)}),
         Case("d_model=4, default max_len, x (2, 3, 4)",
              {"init": {"d_model": 4}, "x": randn(g, 2, 3, 4)}),
+        Case("dropout=0.5 in eval mode (no dropout), x (2, 4, 8) float64 (the dtype of x)",
+             {"init": {"d_model": 8, "max_len": 10, "dropout": 0.5},
+              "x": randn(g, 2, 4, 8, dtype=torch.float64)}),
     ]
 
 
@@ -118,6 +149,8 @@ class _PEMutant(ref.PositionalEncoding):
             return self.pe[: x.size(1)]
         if self.mistake == "scaled":
             return x * math.sqrt(self.pe.size(-1)) + self.pe[: x.size(1)]
+        if self.mistake == "dropout always":  # F.dropout's training=True default
+            return F.dropout(x + self.pe[: x.size(1)], self.dropout.p)
         raise AssertionError(self.mistake)
 
 
@@ -147,6 +180,10 @@ POSITIONAL_ENCODING = Exercise(
                 "The buffer pe has an extra leading dimension; store it as "
                 "(max_len, d_model), the shape later chapters load by name, and slice "
                 "pe[:L].", _pe_mutant("3-D buffer")),
+        Mistake("dropout in eval mode",
+                "Dropout changes the output in eval mode: F.dropout(x, p) drops whatever the "
+                "mode (its training argument defaults to True). Apply the nn.Dropout module "
+                "created in __init__ (self.dropout(x + pe[:L])).", _pe_mutant("dropout always")),
     ],
 )
 

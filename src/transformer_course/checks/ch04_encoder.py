@@ -1,4 +1,33 @@
-"""Chapter 04 (encoder): visible cases and the catalogue of known mistakes."""
+"""Chapter 04 (encoder): visible cases and the catalogue of known mistakes.
+
+Behaviours the chapter states, and the case that exercises each:
+
+LayerNorm
+    last dim, biased variance, eps inside    every case; "eps=0.5", "tiny variance"
+    the square root, then * weight + bias    "non-trivial weight and bias"
+    default eps 1e-5; weight ones, bias      "default eps, weight and bias as initialised"
+    zeros at creation
+    dtype of x                               "(3, 4, 6) float64"
+    no F.layer_norm                          forbidden calls
+FeedForward
+    ``linear2(act(linear1(x)))``; relu or    every case; "gelu (exact), ..."
+    exact (erf) gelu
+    default activation relu; dropout none    "default activation (relu), dropout=0.5 in
+    in eval                                  eval mode (no dropout)"
+EncoderLayer
+    post-norm ``norm(x + sublayer(x))`` and  "post-norm, ..." and "pre-norm ..." cases
+    pre-norm ``x + sublayer(norm(x))``
+    mask reaches the self-attention          the "padding mask" cases
+    ``eps`` reaches both norms               "post-norm, eps=0.5 ...", "pre-norm,
+                                             eps=0.5 ..."
+    defaults (relu, post-norm); dropout      "defaults (relu, post-norm), dropout=0.5 in
+    none in eval                             eval mode (no dropout)"
+Encoder
+    embeddings * sqrt(d_model), positions,   every case
+    chained layers, mask to every layer      "post-norm, padding mask, float64"
+    final norm only when norm_first          "pre-norm (final LayerNorm) ..."; the
+                                             post-norm cases (no final norm)
+"""
 
 from __future__ import annotations
 
@@ -6,7 +35,7 @@ import math
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
 from transformer_course import encoder as ref
 from transformer_course.attention import padding_mask
@@ -60,6 +89,8 @@ def _layernorm_cases(seed: int) -> list[Case]:
         case("(3, 4, 6) float64", (3, 4, 6), dtype=F64),
         case("(4, 16), eps=0.5 (where eps goes matters)", (4, 16), eps=0.5),
         case("(2, 3, 5), tiny variance (inputs x 1e-3), eps=1e-3", (2, 3, 5), eps=1e-3, scale=1e-3),
+        Case("default eps, weight and bias as initialised (ones, zeros): (3, 4) x 1e-3",
+             {"init": {"d_model": 4}, "state": None, "x": 1e-3 * randn(g, 3, 4) - 2.0}),
     ]
 
 
@@ -95,6 +126,13 @@ class _LayerNormNoCentering(ref.LayerNorm):
         return x / torch.sqrt(var + self.eps) * self.weight + self.bias
 
 
+class _LayerNormRandomInit(ref.LayerNorm):
+    def __init__(self, d_model, eps=1e-5):
+        super().__init__(d_model, eps)
+        self.weight = nn.Parameter(torch.randn(d_model))
+        self.bias = nn.Parameter(torch.randn(d_model))
+
+
 LAYER_NORM = Exercise(
     name="LayerNorm",
     chapter=CHAPTER,
@@ -119,6 +157,10 @@ LAYER_NORM = Exercise(
         Mistake("mean not subtracted",
                 "You divide by the standard deviation without subtracting the mean first.",
                 _LayerNormNoCentering),
+        Mistake("parameters not initialised",
+                "weight and bias start random; a LayerNorm starts as the plain normalisation: "
+                "weight = nn.Parameter(torch.ones(d_model)), bias = "
+                "nn.Parameter(torch.zeros(d_model)).", _LayerNormRandomInit),
     ],
 )
 
@@ -128,8 +170,12 @@ LAYER_NORM = Exercise(
 def _ff_cases(seed: int) -> list[Case]:
     g = torch.Generator().manual_seed(seed)
 
-    def case(name, d_model, d_ff, activation, shape, dtype=torch.float32):
-        init = {"d_model": d_model, "d_ff": d_ff, "activation": activation}
+    def case(name, d_model, d_ff, activation, shape, dtype=torch.float32, dropout=None):
+        init = {"d_model": d_model, "d_ff": d_ff}
+        if activation is not None:  # None: the default, relu
+            init["activation"] = activation
+        if dropout is not None:
+            init["dropout"] = dropout
         state = random_state(ref.FeedForward(**init), g, dtype, scale=1.5)
         return Case(name, {"init": init, "state": state, "x": randn(g, *shape, d_model, dtype=dtype)})
 
@@ -138,6 +184,8 @@ def _ff_cases(seed: int) -> list[Case]:
         case("gelu (exact), (3, 4, 6) -> d_ff 24", 6, 24, "gelu", (3, 4)),
         case("gelu, float64, (2, 7, 16) -> d_ff 12", 16, 12, "gelu", (2, 7), dtype=F64),
         case("relu, float64, (4, 10)", 10, 40, "relu", (4,), dtype=F64),
+        case("default activation (relu), dropout=0.5 in eval mode (no dropout), (2, 3, 8)",
+             8, 16, None, (2, 3), dropout=0.5),
     ]
 
 
@@ -151,6 +199,11 @@ def _ff_variant(activation):
 
 def _gelu_or_relu(ff, h, approximate="none"):
     return F.relu(h) if ff.activation == "relu" else F.gelu(h, approximate=approximate)
+
+
+class _FFDropoutAlways(ref.FeedForward):
+    def forward(self, x):  # F.dropout's training=True default, whatever the mode
+        return self.linear2(F.dropout(_gelu_or_relu(self, self.linear1(x)), self.dropout.p))
 
 
 class _FFActivationLast(ref.FeedForward):
@@ -179,6 +232,10 @@ FEED_FORWARD = Exercise(
         Mistake("activation after linear2",
                 "The activation comes after linear2; it belongs between linear1 and linear2.",
                 _FFActivationLast),
+        Mistake("dropout in eval mode",
+                "Dropout changes the output in eval mode: F.dropout(h, p) drops whatever the "
+                "mode (its training argument defaults to True). Apply the nn.Dropout module "
+                "(self.dropout(h)), which does nothing after model.eval().", _FFDropoutAlways),
     ],
 )
 
@@ -192,6 +249,8 @@ def _encoder_layer_cases(seed: int) -> list[Case]:
              eps=1e-5):
         init = {"d_model": 16, "n_heads": 4, "d_ff": 32, "activation": activation,
                 "norm_first": norm_first, "eps": eps}
+        if norm_first is None:  # the defaults: relu, post-norm, eps 1e-5; and dropout
+            init = {"d_model": 16, "n_heads": 4, "d_ff": 32, "dropout": 0.5}
         state = random_state(ref.EncoderLayer(**init), g, dtype, scale=1.5)
         mask = None if lengths is None else padding_mask(torch.tensor(lengths), length)
         return Case(name, {"init": init, "state": state,
@@ -202,6 +261,11 @@ def _encoder_layer_cases(seed: int) -> list[Case]:
         case("post-norm, gelu, padding mask, float64", False, "gelu", 3, 6, [6, 2, 4], F64),
         case("pre-norm (norm_first=True), relu, padding mask", True, "relu", 3, 5, [5, 3, 1]),
         case("pre-norm, gelu, float64, eps=1e-12", True, "gelu", 2, 4, [4, 2], F64, 1e-12),
+        case("post-norm, eps=0.5 (it reaches both norms), padding mask", False, "relu", 2, 5,
+             [5, 3], eps=0.5),
+        case("pre-norm, eps=0.5 (it reaches both norms)", True, "gelu", 2, 4, eps=0.5),
+        case("defaults (relu, post-norm), dropout=0.5 in eval mode (no dropout)", None, None,
+             2, 5, [5, 4]),
     ]
 
 
@@ -235,6 +299,13 @@ def _by_norm(post_kwargs=None, pre_kwargs=None):
         else _post(layer, x, mask, **(post_kwargs or {})))
 
 
+class _EncoderLayerDefaultEps(ref.EncoderLayer):
+    def __init__(self, d_model, n_heads, d_ff, dropout=0.0, activation="relu", norm_first=False,
+                 eps=1e-5):
+        super().__init__(d_model, n_heads, d_ff, dropout, activation, norm_first, eps)
+        self.norm1, self.norm2 = ref.LayerNorm(d_model), ref.LayerNorm(d_model)
+
+
 ENCODER_LAYER = Exercise(
     name="EncoderLayer",
     chapter=CHAPTER,
@@ -263,6 +334,9 @@ ENCODER_LAYER = Exercise(
                 "The mask does not reach the self-attention, so tokens attend to padding: "
                 "pass it as self_attn(q, k, v, mask).",
                 _encoder_layer_variant(_by_norm({"attn_mask": None}, {"attn_mask": None}))),
+        Mistake("eps not passed to the norms",
+                "The layer's eps does not reach its LayerNorms, which use their default: "
+                "create them as LayerNorm(d_model, eps).", _EncoderLayerDefaultEps),
     ],
 )
 
@@ -287,8 +361,14 @@ def _encoder_cases(seed: int) -> list[Case]:
     ]
 
 
-def _encoder_variant(scale=True, pass_mask=True, final_norm=True, chain=True):
+def _encoder_variant(scale=True, pass_mask=True, final_norm=True, chain=True,
+                     always_norm=False):
     class Variant(ref.Encoder):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            if always_norm:
+                self.norm = ref.LayerNorm(self.d_model)
+
         def forward(self, src_ids, mask=None):
             x = self.embed(src_ids) * (math.sqrt(self.d_model) if scale else 1.0)
             x = start = self.pos(x)
@@ -319,6 +399,10 @@ ENCODER = Exercise(
         Mistake("layers not chained",
                 "Every layer reads the embeddings; each layer must read the previous layer's "
                 "output (x = layer(x, mask)).", _encoder_variant(chain=False)),
+        Mistake("final norm after post-norm layers",
+                "A post-norm stack (norm_first=False) already ends in a LayerNorm: its last "
+                "layer's norm2. Create the final self.norm only when norm_first is True "
+                "(self.norm = None otherwise).", _encoder_variant(always_norm=True)),
     ],
 )
 

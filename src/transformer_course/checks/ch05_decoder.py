@@ -1,4 +1,38 @@
-"""Chapter 05 (decoder): visible cases and the catalogue of known mistakes."""
+"""Chapter 05 (decoder): visible cases and the catalogue of known mistakes.
+
+Behaviours the chapter states, and the case that exercises each:
+
+DecoderLayer
+    cross-attention reads ``memory``;        every case
+    ``tgt_mask`` to self-, ``memory_mask``   "... source padding mask", "... causal +
+    to cross-attention                       target padding (B, L, L), source padding"
+    a bare layer adds no causal mask         "pre-norm, gelu, float64, no masks at all"
+    post-norm and pre-norm                   "post-norm, ..." and "pre-norm, ..." cases
+    ``eps`` reaches the three norms          "post-norm, eps=0.5 ..."
+    defaults (relu, post-norm); dropout      "defaults (relu, post-norm), dropout=0.5 in
+    none in eval                             eval mode (no dropout)"
+Decoder
+    ``tgt_mask=None`` means causal           "... tgt_mask=None (causal) ..."
+    an explicit ``tgt_mask`` is used as is   "explicit causal + target padding mask"
+    memory_mask to every layer; embeddings   every case with source padding
+    * sqrt(d_model)
+    final norm only when norm_first          "pre-norm (final LayerNorm) ..."; the
+                                             post-norm cases (no final norm)
+Transformer
+    ``encode``/``decode``/``forward``;       every case (memory and logits)
+    src_mask to encoder and cross-attention  the "source padding" cases
+    ``tgt_mask=None`` is causal              "no masks given (tgt_mask=None is causal)"
+    explicit tgt_mask                        "explicit tgt_mask with target padding"
+greedy_decode
+    column 0 is bos_id; max_len counts it    every case; "max_len=4 reached before any
+                                             row ends"
+    the whole prefix fed back                every case
+    eos filling; stop once all rows ended    "source padding: rows end at different
+                                             steps, then all stop early"
+    src_mask passed on                       the "source padding" cases
+    other bos_id / eos_id                    "bos_id=9, eos_id=0, source padding"
+    the source is encoded once               every case (``encode_calls`` output)
+"""
 
 from __future__ import annotations
 
@@ -34,9 +68,11 @@ def _decoder_layer_cases(seed: int) -> list[Case]:
     g = torch.Generator().manual_seed(seed)
 
     def case(name, norm_first, activation, batch, l_tgt, l_src, tgt_mask, src_lengths,
-             dtype=torch.float32):
+             dtype=torch.float32, **extra):
         init = {"d_model": 16, "n_heads": 4, "d_ff": 32, "activation": activation,
-                "norm_first": norm_first}
+                "norm_first": norm_first, **extra}
+        if norm_first is None:  # the defaults: relu, post-norm, eps 1e-5
+            init = {"d_model": 16, "n_heads": 4, "d_ff": 32, **extra}
         state = random_state(ref.DecoderLayer(**init), g, dtype, scale=1.5)
         return Case(name, {"init": init, "state": state,
                            "x": randn(g, batch, l_tgt, 16, dtype=dtype),
@@ -52,6 +88,10 @@ def _decoder_layer_cases(seed: int) -> list[Case]:
              _causal_and_padding([5, 3], 5), [4, 1]),
         case("pre-norm, gelu, float64, no masks at all (the layer adds none)", True, "gelu",
              2, 4, 5, None, None, F64),
+        case("post-norm, eps=0.5 (it reaches all three norms)", False, "relu", 2, 4, 5,
+             causal_mask(4), [5, 3], eps=0.5),
+        case("defaults (relu, post-norm), dropout=0.5 in eval mode (no dropout)", None, None,
+             2, 4, 3, causal_mask(4), [3, 2], dropout=0.5),
     ]
 
 
@@ -93,6 +133,13 @@ def _dl_variant(**change):
     return Variant
 
 
+class _DecoderLayerDefaultEps(ref.DecoderLayer):
+    def __init__(self, d_model, n_heads, d_ff, dropout=0.0, activation="relu", norm_first=False,
+                 eps=1e-5):
+        super().__init__(d_model, n_heads, d_ff, dropout, activation, norm_first, eps)
+        self.norm1, self.norm2, self.norm3 = (ref.LayerNorm(d_model) for _ in range(3))
+
+
 DECODER_LAYER = Exercise(
     name="DecoderLayer",
     chapter=CHAPTER,
@@ -128,6 +175,9 @@ DECODER_LAYER = Exercise(
         Mistake("norm inside the residual",
                 "You compute x + norm(sublayer(x)); post-norm is norm(x + sublayer(x)).",
                 _dl_variant(norm_outside=True)),
+        Mistake("eps not passed to the norms",
+                "The layer's eps does not reach its LayerNorms, which use their default: "
+                "create them as LayerNorm(d_model, eps).", _DecoderLayerDefaultEps),
     ],
 )
 
@@ -158,8 +208,13 @@ def _decoder_cases(seed: int) -> list[Case]:
 
 
 def _decoder_variant(scale=True, causal_default=True, use_given=True, pass_memory_mask=True,
-                     final_norm=True):
+                     final_norm=True, always_norm=False):
     class Variant(ref.Decoder):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            if always_norm:
+                self.norm = ref.LayerNorm(self.d_model)
+
         def forward(self, tgt_ids, memory, tgt_mask=None, memory_mask=None):
             length = tgt_ids.size(1)
             if tgt_mask is None or not use_given:
@@ -195,6 +250,10 @@ DECODER = Exercise(
         Mistake("no final norm",
                 "With pre-norm layers the stack ends with the final LayerNorm self.norm.",
                 _decoder_variant(final_norm=False)),
+        Mistake("final norm after post-norm layers",
+                "A post-norm stack (norm_first=False) already ends in a LayerNorm: its last "
+                "layer's norm3. Create the final self.norm only when norm_first is True "
+                "(self.norm = None otherwise).", _decoder_variant(always_norm=True)),
     ],
 )
 
@@ -280,16 +339,19 @@ class ReverserModel(nn.Module):
     does not know it should stop) the first source token again and again.
 
     Its output at target position ``t`` depends on ``t``, i.e. on the whole prefix
-    being fed back, and on the source padding mask given to ``encode``.
+    being fed back, and on the source padding mask given to ``encode``. It counts the
+    calls of ``encode`` (``encode_calls``): decoding encodes the source once.
     """
 
     def __init__(self, vocab_size: int, eos_id: int):
         super().__init__()
         self.vocab_size, self.eos_id = vocab_size, eos_id
         self.generator = nn.Identity()  # the states below are already logits
+        self.encode_calls = 0
 
     def encode(self, src: Tensor, src_mask: Tensor | None = None) -> Tensor:
         """Memory ``(B, L_src, V)``: one-hot source tokens, zero at padding."""
+        self.encode_calls += 1
         real = torch.ones_like(src, dtype=torch.bool) if src_mask is None else src_mask[:, 0]
         return F.one_hot(src, self.vocab_size).float() * real[..., None]
 
@@ -329,11 +391,12 @@ def _greedy_cases(seed: int) -> list[Case]:
 
 def _run_greedy(impl, a):
     model = ReverserModel(a["vocab_size"], a["eos_id"]).eval()
-    return impl(model, a["src"], a["max_len"], a["bos_id"], a["eos_id"], a["src_mask"])
+    tokens = impl(model, a["src"], a["max_len"], a["bos_id"], a["eos_id"], a["src_mask"])
+    return tokens, torch.tensor(model.encode_calls)
 
 
 def _greedy_variant(last_only=False, stop=True, fill=True, keep_bos=True, extra_step=False,
-                    use_mask=True):
+                    use_mask=True, reencode=False):
     def greedy(model, src, max_len, bos_id, eos_id, src_mask=None):
         src_mask = src_mask if use_mask else None
         memory = model.encode(src, src_mask)
@@ -341,7 +404,11 @@ def _greedy_variant(last_only=False, stop=True, fill=True, keep_bos=True, extra_
         finished = torch.zeros(src.size(0), dtype=torch.bool)
         for _ in range(max_len - (0 if extra_step else 1)):
             inputs = ys[:, -1:] if last_only else ys
-            next_token = model.generator(model.decode(inputs, memory, src_mask)[:, -1]).argmax(-1)
+            if reencode:  # model(src, tgt) runs the encoder again at every step
+                logits = model(src, inputs, src_mask)[:, -1]
+            else:
+                logits = model.generator(model.decode(inputs, memory, src_mask)[:, -1])
+            next_token = logits.argmax(-1)
             if fill:
                 next_token = next_token.masked_fill(finished, eos_id)
             ys = torch.cat([ys, next_token[:, None]], dim=1)
@@ -360,6 +427,7 @@ GREEDY = Exercise(
     make_cases=_greedy_cases,  # run on a stand-in model (ReverserModel), so every
     # behaviour of decoding shows in a few steps
     run=_run_greedy,
+    outputs=("output", "encode_calls"),
     mistakes=[
         Mistake("only the last token fed back",
                 "Each step must decode everything generated so far (ys), not only the last "
@@ -379,6 +447,11 @@ GREEDY = Exercise(
         Mistake("src_mask ignored",
                 "Pass src_mask to both model.encode and model.decode, or the padding of the "
                 "source changes the translation.", _greedy_variant(use_mask=False)),
+        Mistake("source encoded at every step",
+                "The source is encoded again at every step (model(src, ys) runs the encoder "
+                "each time); encode it once before the loop, memory = model.encode(src, "
+                "src_mask), and call model.decode(ys, memory, src_mask) in the loop.",
+                _greedy_variant(reencode=True)),
     ],
 )
 

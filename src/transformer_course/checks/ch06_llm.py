@@ -1,7 +1,47 @@
-"""Chapter 06 (a decoder-only LLM): visible cases and the catalogue of known mistakes."""
+"""Chapter 06 (a decoder-only LLM): visible cases and the catalogue of known mistakes.
+
+Behaviours the chapter states, and the case that exercises each:
+
+train_bpe
+    no pre-splitting; ties to the pair that  "ties everywhere", "a tie the later pair
+    occurs first; merge n makes 256 + n      would win by value", "Shakespeare"
+    UTF-8 bytes                              "multi-byte UTF-8"
+    stops early when no pair is left         "'aaab' (vocab_size=270): stops early ..."
+bpe_encode
+    earliest merge first, repeated           every case; "'abcbcbc' with merges ..."
+    any text, also one without a pair        "'a' (one byte, no pair to merge) ..."
+bpe_decode
+    bytes joined, decoded once; invalid      "round trip of multi-byte UTF-8", "cut in
+    UTF-8 replaced                           the middle of a character ..."
+GPTBlock
+    pre-norm, causal (a changed last token   every case (three outputs)
+    changes no earlier output), the cache
+    gives the same output
+GPT
+    tied head, final LayerNorm, learned      every case (only tok_emb.weight loaded)
+    positions; cache positions continue      every case (through the cache)
+    ``d_ff`` default 4 * d_model             "2 layers ...", "3 layers ..."
+next_token_loss
+    shift by one, mean over B * (L - 1)      every case; "one prediction per row"
+sample_next_token
+    temperature 0 greedy; top_k=1 exact      "greedy (temperature=0)", "top_k=1 (greedy)"
+    temperature before the softmax           "temperature=0.5", "temperature=2.0"
+    top-k keeps k; k >= V keeps all          "top_k=3", "top_k=20 > V keeps every token"
+    top-p keeps the crossing token and the   "top_p=0.6", "top_p=0.02: the most likely
+    most likely one; top-k then top-p        token is always kept", "top_k=5 then
+                                             top_p=0.7, float64"
+generate
+    prompt first, last position sampled      every case
+    crops the context to max_len             "greedy, 20 new tokens: the context
+                                             outgrows max_len=16 ..."
+    settings passed on; the cache changes    the sampled cases (with and without the
+    no token                                 cache, the student's own sampler)
+    (the ValueError for use_cache past max_len is given in the starter code)
+"""
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from typing import Any
 
@@ -43,8 +83,12 @@ def _as_merges(merges: list) -> Tensor:
 def _train_bpe_cases(seed: int) -> list[Case]:
     sizes = {"ties everywhere": 262, "a tie the later pair would win by value": 259,
              "multi-byte UTF-8": 275, "Shakespeare": 300}
-    return [Case(f"{name} (vocab_size={sizes[name]})", {"text": text, "vocab_size": sizes[name]})
-            for name, text in _TEXTS.items()]
+    cases = [Case(f"{name} (vocab_size={sizes[name]})", {"text": text, "vocab_size": sizes[name]})
+             for name, text in _TEXTS.items()]
+    # Three merges turn "aaab" into a single id; then no pair is left.
+    cases.append(Case("'aaab' (vocab_size=270): stops early when no pair is left",
+                      {"text": "aaab", "vocab_size": 270}))
+    return cases
 
 
 def _bpe_with_tie_rule(text: str, vocab_size: int, pick) -> list[tuple[int, int]]:
@@ -75,6 +119,17 @@ def _tie_last(text, vocab_size):
         return next(p for p in reversed(list(zip(ids[:-1], ids[1:], strict=True))) if counts[p] == best)
 
     return _bpe_with_tie_rule(text, vocab_size, pick)
+
+
+def _no_early_stop(text, vocab_size):
+    ids = list(text.encode("utf-8"))
+    merges = []
+    for n in range(vocab_size - 256):
+        counts = Counter(zip(ids[:-1], ids[1:], strict=True))
+        pair = max(counts, key=counts.get)  # raises once no pair is left
+        merges.append(pair)
+        ids = ref_bpe.merge_pair(ids, pair, 256 + n)
+    return merges
 
 
 def _ids_from_257(text, vocab_size):
@@ -129,6 +184,11 @@ TRAIN_BPE = Exercise(
         Mistake("pre-split into words",
                 "You count pairs inside whitespace-separated words; this BPE works on the "
                 "bytes of the whole text, spaces included, with no pre-splitting.", _pre_split),
+        Mistake("no early stop",
+                "When the whole text has become one id there is no pair left to count, and "
+                "max() of an empty Counter raises: stop training early (break) when the "
+                "Counter is empty, returning fewer than vocab_size - 256 merges.",
+                _no_early_stop),
     ],
 )
 
@@ -150,6 +210,8 @@ def _encode_cases(seed: int) -> list[Case]:
     # gives [256, c, 257, 257], frequency order would give [a, 257, 257, 257].
     cases.append(Case("'abcbcbc' with merges (a, b) -> 256, (b, c) -> 257, (256, 257) -> 258",
                       {"text": "abcbcbc", "merges": [[97, 98], [98, 99], [256, 257]]}))
+    cases.append(Case("'a' (one byte, no pair to merge) with merges (a, b) -> 256",
+                      {"text": "a", "merges": [[97, 98]]}))
     return cases
 
 
@@ -185,6 +247,17 @@ def _encode_one_pass(text, merges):
     return ids
 
 
+def _encode_no_length_guard(text, merges):
+    rank = {tuple(p): n for n, p in enumerate(merges)}
+    ids = list(text.encode("utf-8"))
+    while True:
+        pairs = set(zip(ids[:-1], ids[1:], strict=True))
+        pair = min(pairs, key=lambda p: rank.get(p, math.inf))  # raises on fewer than 2 ids
+        if pair not in rank:
+            return ids
+        ids = ref_bpe.merge_pair(ids, pair, 256 + rank[pair])
+
+
 ENCODE = Exercise(
     name="bpe_encode",
     chapter=CHAPTER,
@@ -203,6 +276,10 @@ ENCODE = Exercise(
         Mistake("only one merge",
                 "You stop after one merge; repeat until no pair of the sequence is in the "
                 "merge list.", _encode_one_pass),
+        Mistake("no pair in a short text",
+                "A text of one byte (or none) has no adjacent pair, and min() of an empty set "
+                "raises: loop only while len(ids) >= 2, and stop when no pair is mergeable.",
+                _encode_no_length_guard),
     ],
 )
 

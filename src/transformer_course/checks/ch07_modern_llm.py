@@ -1,4 +1,27 @@
-"""Chapter 07 (modern LLM): visible cases and the catalogue of known mistakes."""
+"""Chapter 07 (modern LLM): visible cases and the catalogue of known mistakes.
+
+Behaviours the chapter states, and the case that exercises each:
+
+RMSNorm
+    ``x / sqrt(mean(x**2) + eps) * weight``, "inputs with a mean far from 0", "tiny
+    no centring, eps inside the root        inputs (x 1e-3)", "large eps (0.5)"
+    default eps 1e-6; weight ones at         "default eps (1e-6), weight as initialised"
+    creation
+    no F.rms_norm                            forbidden calls
+SwiGLU
+    ``down(silu(gate(x)) * up(x))``, names   every case (weights loaded by name)
+repeat_kv
+    each head repeated in place              every case; "n_rep 1", "n_rep 4
+                                             (multi-query)"
+GroupedQueryAttention
+    rotary on q and k (not v), causal,       every case
+    scale sqrt(Dh), repeat_kv order
+    ``rope_base``, default 10000             "rope_base 100000"; "positions 5..10
+                                             given", "n_kv_heads == n_heads" (default)
+    ``positions``                            "positions 5..10 given"
+    n_kv_heads == n_heads, == 1              "... (plain multi-head)", "... (multi-query)"
+    (the KV cache is graded by the chapter's tests, not by these cases)
+"""
 
 from __future__ import annotations
 
@@ -51,6 +74,8 @@ def _rms_cases(seed: int) -> list[Case]:
         case("inputs with a mean far from 0 (x + 3)", (2, 4, 6), 1e-6, shift=3.0),
         case("tiny inputs (x 1e-3): eps matters", (2, 3, 8), 1e-6, scale=1e-3),
         case("large eps (0.5)", (4, 10), 0.5),
+        Case("default eps (1e-6), weight as initialised (ones): tiny inputs (x 1e-3)",
+             {"init": {"d_model": 6}, "state": None, "x": randn(g, 2, 3, 6) * 1e-3}),
     ]
 
 
@@ -71,6 +96,12 @@ def _rms_forward(*, center=False, eps_outside=False, use_weight=True, root=True)
 
 def _rms_mistake(name, **kw):
     return _variant(ref.RMSNorm, name, _rms_forward(**kw))
+
+
+class _RMSNormRandomInit(ref.RMSNorm):
+    def __init__(self, d_model: int, eps: float = 1e-6):
+        super().__init__(d_model, eps)
+        self.weight = torch.nn.Parameter(torch.randn(d_model))
 
 
 RMS_NORM = Exercise(
@@ -96,6 +127,9 @@ RMS_NORM = Exercise(
         Mistake("no square root",
                 "You divide by the mean square; divide by its square root (the RMS).",
                 _rms_mistake("no square root", root=False)),
+        Mistake("weight not initialised to ones",
+                "The gain starts random; RMSNorm starts as the plain rescaling: "
+                "self.weight = nn.Parameter(torch.ones(d_model)).", _RMSNormRandomInit),
     ],
 )
 
@@ -198,7 +232,7 @@ REPEAT_KV = Exercise(
 def _gqa_cases(seed: int) -> list[Case]:
     g = torch.Generator().manual_seed(seed)
 
-    def case(name, d_model, n_heads, n_kv, shape, rope_base=10000.0, dtype=torch.float32,
+    def case(name, d_model, n_heads, n_kv, shape, rope_base=None, dtype=torch.float32,
              positions=None):
         d_head = d_model // n_heads
         state = _weights(g, {"q_proj.weight": (n_heads * d_head, d_model),
@@ -208,17 +242,20 @@ def _gqa_cases(seed: int) -> list[Case]:
         # Larger queries and keys make the attention sharper, so mistakes show clearly.
         state["q_proj.weight"] *= 3
         state["k_proj.weight"] *= 3
-        init = {"d_model": d_model, "n_heads": n_heads, "n_kv_heads": n_kv, "rope_base": rope_base}
+        init = {"d_model": d_model, "n_heads": n_heads, "n_kv_heads": n_kv}
+        if rope_base is not None:  # None: the default, 10000
+            init["rope_base"] = rope_base
         return Case(name, {"init": init, "state": state, "x": randn(g, *shape, dtype=dtype),
                            "positions": positions})
 
     return [
-        case("d_model 16, 4 heads, 2 KV heads, x (2, 6, 16)", 16, 4, 2, (2, 6, 16)),
+        case("d_model 16, 4 heads, 2 KV heads, x (2, 6, 16)", 16, 4, 2, (2, 6, 16),
+             rope_base=10000.0),
         case("float64, 6 heads, 3 KV heads, rope_base 100000", 24, 6, 3, (1, 7, 24),
              rope_base=100000.0, dtype=torch.float64),
         case("positions 5..10 given", 16, 4, 2, (2, 6, 16), positions=torch.arange(5, 11)),
         case("n_kv_heads == n_heads (plain multi-head)", 16, 2, 2, (2, 5, 16)),
-        case("n_kv_heads 1 (multi-query)", 16, 4, 1, (1, 5, 16)),
+        case("n_kv_heads 1 (multi-query)", 16, 4, 1, (1, 5, 16), rope_base=10000.0),
     ]
 
 

@@ -1,4 +1,23 @@
-"""Chapter 08 (why Transformers): visible cases and the catalogue of known mistakes."""
+"""Chapter 08 (why Transformers): visible cases and the catalogue of known mistakes.
+
+Behaviours the chapter states, and the case that exercises each:
+
+rnn_forward
+    both biases, tanh, transposed weights,   every case; "D_in == H" (a missing
+    state carried                            transpose of a square weight is silent)
+    h0 zeros when None; a given h0 used      "h0=None"; "given h0, float64"
+    output (B, L, H), h_n the last state     every case; "one time step with h0"
+    no nn.RNN / nn.RNNCell                   forbidden calls
+fit_power_law
+    line through (log n, log loss);          "exact law", "noisy law"
+    coefficient exp(intercept)
+    any order; two points; dtype kept        "unsorted sizes, float32", "two points"
+cosine_similarity_matrix
+    rows normalised over dim=-1, both a, b   every case; "rows on different scales"
+    a zero row gives 0 (norm clamped)        "a row of zeros has similarity 0"
+    tiny vectors are not shifted by an eps   "tiny vectors (scale 1e-5)"
+    no F.cosine_similarity                   forbidden calls
+"""
 
 from __future__ import annotations
 
