@@ -486,11 +486,19 @@ def test_student_book_keeps_outputs_and_opens_student_notebooks(student_book, ch
 
 
 @pytest.mark.notebook
-def test_student_book_pages_load_cleanly_in_chromium(student_book, browser, scripts):
+def test_student_book_pages_load_cleanly_in_chromium(student_book, browser, scripts, artifacts):
     """Every page in headless Chromium: no broken link (download buttons included), no
-    script error, formulas typeset, images loaded."""
+    script error, formulas typeset, images loaded. Keeps a screenshot of chapter 01 at an
+    exercise: the note where the solution was, and the check's output kept."""
     check_book = scripts("check_book")
     reports = check_book.check_site(student_book, browser)
+    with check_book.serve(student_book) as base:
+        page = browser.new_page(viewport=check_book.VIEWPORT)
+        page.goto(base + "chapters/01_attention.html", wait_until="load")
+        page.get_by_text("scaled_dot_product_attention: passed all").first.scroll_into_view_if_needed()
+        (artifacts / "student-book").mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=artifacts / "student-book" / "01_attention.png")
+        page.close()
     problems = {page: check_book.page_problems(report) for page, report in reports.items()}
     assert {f"chapters/{c}.html" for c in CHAPTERS} <= set(reports)
     assert not {page: found for page, found in problems.items() if found}
