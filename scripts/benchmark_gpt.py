@@ -63,7 +63,7 @@ from torch import Tensor, nn
 from transformer_course.attention import causal_mask
 from transformer_course.corpus import get_batch, load_corpus
 from transformer_course.gpt import GPT
-from transformer_course.multi_head import fused_attention
+from transformer_course.multi_head import fused_kernels
 from transformer_course.training import estimate_lm_loss, train_language_model, window_loss
 
 # The chapter's model and recipe (solutions/06_llm.ipynb, full setting).
@@ -117,7 +117,7 @@ def compare_throughput(models: dict[str, nn.Module], data: Tensor, rounds: int =
     batches = [get_batch(data, BATCH_SIZE, BLOCK_SIZE + 1, generator) for _ in range(steps)]
     for model in models.values():
         model.train()
-    with fused_attention(models["course"]):
+    with fused_kernels(models["course"]):
         for name, model in models.items():  # warm-up: allocator and kernel caches
             for windows in batches[:3]:
                 train_step(model, optimizers[name], windows)
@@ -137,7 +137,7 @@ def profile_step(model: GPT, data: Tensor, steps: int = 10, rows: int = 15) -> s
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True)
     generator = torch.Generator().manual_seed(0)
     model.train()
-    with fused_attention(model):
+    with fused_kernels(model):
         train_step(model, optimizer, get_batch(data, BATCH_SIZE, BLOCK_SIZE + 1, generator))
         with profile(activities=[ProfilerActivity.CPU]) as prof:
             for _ in range(steps):

@@ -5,7 +5,7 @@ import torch
 
 from transformer_course import training
 from transformer_course.gpt import GPT, GPTBlock, generate, next_token_loss, sample_next_token
-from transformer_course.multi_head import fused_attention
+from transformer_course.multi_head import fused_kernels
 from transformer_course.training import train_language_model, warmup_cosine, window_loss
 
 
@@ -111,7 +111,7 @@ def test_training_lowers_the_loss():
     assert history["val_loss"][-1] < 0.5 < history["val_loss"][0]
 
 
-def test_training_runs_the_fused_attention_and_gives_back_the_weights(monkeypatch):
+def test_training_runs_the_fused_kernels_and_gives_back_the_weights(monkeypatch):
     """train_language_model trains through F.scaled_dot_product_attention with
     is_causal=True; after training, a forward pass records attention weights again."""
     calls = []
@@ -145,7 +145,7 @@ def test_fused_gpt_step_equals_the_explicit_one():
         return loss.detach(), [p.grad.clone() for p in model.parameters()]
 
     explicit_loss, explicit_grads = loss_and_grads()
-    with fused_attention(model):
+    with fused_kernels(model):
         fused_loss, fused_grads = loss_and_grads()
     torch.testing.assert_close(fused_loss, explicit_loss, rtol=0, atol=1e-10)
     for fused, explicit in zip(fused_grads, explicit_grads, strict=True):

@@ -5,10 +5,11 @@ import torch
 from torch import nn
 
 from transformer_course.attention import causal_mask, padding_mask, scaled_dot_product_attention
+from transformer_course.encoder import LayerNorm
 from transformer_course.multi_head import (
     MultiHeadAttention,
     copy_to_torch,
-    fused_attention,
+    fused_kernels,
     merge_heads,
     split_heads,
 )
@@ -197,18 +198,19 @@ def test_fused_path_applies_dropout_in_training_only():
     torch.testing.assert_close(mha(x, x, x), mha(x, x, x), rtol=0, atol=0)
 
 
-def test_fused_attention_switches_and_restores_every_attention():
-    model = nn.ModuleList([MultiHeadAttention(8, 2), nn.Linear(8, 8), MultiHeadAttention(8, 2)])
+def test_fused_kernels_switches_and_restores_every_attention_and_layer_norm():
+    model = nn.ModuleList([MultiHeadAttention(8, 2), nn.Linear(8, 8), MultiHeadAttention(8, 2),
+                           LayerNorm(8)])
     model[2].need_weights = False  # a module's own setting survives the block
     x = torch.randn(1, 3, 8)
-    with fused_attention(model) as same:
+    with fused_kernels(model) as same:
         assert same is model
-        assert [model[0].need_weights, model[2].need_weights] == [False, False]
+        assert [model[0].need_weights, model[2].need_weights, model[3].fused] == [False, False, True]
         model[0](x, x, x)
         assert model[0].attn_weights is None
-    assert [model[0].need_weights, model[2].need_weights] == [True, False]
+    assert [model[0].need_weights, model[2].need_weights, model[3].fused] == [True, False, False]
     model[0](x, x, x)
     assert model[0].attn_weights.shape == (1, 2, 3, 3)
-    with pytest.raises(RuntimeError), fused_attention(model):
+    with pytest.raises(RuntimeError), fused_kernels(model):
         raise RuntimeError("the settings come back after an error too")
     assert model[0].need_weights

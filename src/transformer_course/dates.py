@@ -21,7 +21,7 @@ from torch import Tensor
 
 from transformer_course.attention import padding_mask
 from transformer_course.decoder import greedy_decode
-from transformer_course.multi_head import fused_attention
+from transformer_course.multi_head import fused_kernels
 
 PAD, BOS, EOS = "<pad>", "<bos>", "<eos>"
 FIRST_YEAR, LAST_YEAR = 1950, 2049
@@ -161,8 +161,8 @@ def make_batch(pairs: Sequence[tuple[str, str]]) -> tuple[Tensor, Tensor, Tensor
 def translate(model, sources: Sequence[str], decode: Callable = greedy_decode, max_len: int = 12,
               batch_size: int = 500) -> list[str]:
     """Greedy-decode written dates with a trained ``Transformer`` (switched to eval mode),
-    its attention through the fused kernel
-    (:func:`~transformer_course.multi_head.fused_attention`).
+    its attention and LayerNorms through fused kernels
+    (:func:`~transformer_course.multi_head.fused_kernels`).
 
     Args:
         model: the trained model.
@@ -176,7 +176,7 @@ def translate(model, sources: Sequence[str], decode: Callable = greedy_decode, m
     """
     model.eval()
     out = []
-    with fused_attention(model):
+    with fused_kernels(model):
         for start in range(0, len(sources), batch_size):
             chunk = sources[start : start + batch_size]
             src, src_len = pad_batch([SRC_VOCAB.encode(s) for s in chunk], SRC_VOCAB.pad_id)

@@ -5,7 +5,7 @@ from another sequence) and causal attention (a causal mask).
 
 The module computes attention the way chapter 01 wrote it, and keeps the weights for
 heatmaps. When the weights are not needed (``need_weights = False``, e.g. inside
-:func:`fused_attention` while a model trains), the same mathematics runs through
+:func:`fused_kernels` while a model trains), the same mathematics runs through
 PyTorch's fused ``F.scaled_dot_product_attention``, which never stores the
 ``(L_q, L_k)`` matrices and is several times faster.
 """
@@ -148,29 +148,34 @@ class MultiHeadAttention(nn.Module):
 
 
 @contextmanager
-def fused_attention(model: nn.Module) -> Iterator[nn.Module]:
-    """Inside the block, every multi-head attention of ``model`` runs the fused kernel
-    (``need_weights = False``); afterwards each one gets its own setting back.
+def fused_kernels(model: nn.Module) -> Iterator[nn.Module]:
+    """Inside the block, the course's modules in ``model`` that have a fused path take it:
+    every multi-head attention runs ``F.scaled_dot_product_attention``
+    (``need_weights = False``) and every course ``LayerNorm`` runs ``F.layer_norm``
+    (``fused = True``). Afterwards each module gets its own setting back.
 
     Training helpers use it: training never looks at the attention weights, and the
-    heatmaps drawn after training still find them in ``attn_weights``.
+    heatmaps drawn after training still find them in ``attn_weights``. The results are
+    the same up to rounding; only the speed changes.
 
     Args:
-        model: any module; its sub-modules with a boolean ``need_weights`` attribute
-            (:class:`MultiHeadAttention`, or a class written in a notebook from it) switch.
+        model: any module. Its sub-modules with a boolean ``need_weights`` or ``fused``
+            attribute switch (the course's classes, or classes a notebook wrote from them).
 
     Yields:
         ``model``.
     """
-    switched = [m for m in model.modules() if isinstance(getattr(m, "need_weights", None), bool)]
-    saved = [m.need_weights for m in switched]
-    for m in switched:
-        m.need_weights = False
+    switches = [(m, name, value) for m in model.modules()
+                for name, value in (("need_weights", False), ("fused", True))
+                if isinstance(getattr(m, name, None), bool)]
+    saved = [getattr(m, name) for m, name, _ in switches]
+    for m, name, value in switches:
+        setattr(m, name, value)
     try:
         yield model
     finally:
-        for m, need in zip(switched, saved, strict=True):
-            m.need_weights = need
+        for (m, name, _), old in zip(switches, saved, strict=True):
+            setattr(m, name, old)
 
 
 def copy_to_torch(mha: MultiHeadAttention, target: nn.MultiheadAttention) -> nn.MultiheadAttention:

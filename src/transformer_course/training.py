@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from transformer_course.multi_head import fused_attention
+from transformer_course.multi_head import fused_kernels
 
 
 def noam_lr(step: int, d_model: int, warmup_steps: int) -> float:
@@ -62,8 +62,8 @@ def train_loop(
 ) -> list[float]:
     """Train ``model`` for ``steps`` optimizer steps and return the loss of each step.
 
-    Its attention layers run the fused kernel while it trains
-    (:func:`~transformer_course.multi_head.fused_attention`).
+    Its attention layers and LayerNorms run fused kernels while it trains
+    (:func:`~transformer_course.multi_head.fused_kernels`).
 
     Args:
         model: switched to train mode for the loop and to eval mode after it.
@@ -83,7 +83,7 @@ def train_loop(
     params = list(model.parameters())
     losses: list[float] = []
     bar = tqdm(range(steps), desc=desc, disable=not progress, mininterval=1.0)
-    with fused_attention(model):
+    with fused_kernels(model):
         for step in bar:
             loss = loss_fn(model, *get_batch(step))
             optimizer.zero_grad(set_to_none=True)
@@ -186,8 +186,8 @@ def train_language_model(
     """Train a next-token model with AdamW, :func:`warmup_cosine` and gradient clipping,
     evaluating train and validation loss along the way.
 
-    The attention layers run the fused kernel throughout
-    (:func:`~transformer_course.multi_head.fused_attention`) and AdamW its fused update.
+    The attention layers and LayerNorms run fused kernels throughout
+    (:func:`~transformer_course.multi_head.fused_kernels`), and AdamW its fused update.
 
     Args:
         model: maps ``(B, L)`` token ids to ``(B, L, V)`` logits.
@@ -241,7 +241,7 @@ def train_language_model(
     model.train()
     bar = tqdm(total=steps, desc="training", disable=not progress, mininterval=1.0)
     step = 0
-    with fused_attention(model):
+    with fused_kernels(model):
         while position(step) < steps:
             if step % eval_interval == 0:
                 evaluate(step)

@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 
 from transformer_course.attention import causal_mask
 from transformer_course.encoder import EncoderLayer, LayerNorm
-from transformer_course.multi_head import MultiHeadAttention, fused_attention
+from transformer_course.multi_head import MultiHeadAttention, fused_kernels
 from transformer_course.positional import LearnedPositionalEmbedding
 
 # =========================================================================== exercises
@@ -173,7 +173,7 @@ def time_sequence_models(
     - ``"self-attention (course)"``: the chapter 02 ``MultiHeadAttention`` with a causal
       mask, which builds the full ``(L, L)`` weight matrix of every head;
     - ``"self-attention (fused)"``: the same module with ``need_weights = False``
-      (:func:`~transformer_course.multi_head.fused_attention`): the same weights and
+      (:func:`~transformer_course.multi_head.fused_kernels`): the same weights and
       result through ``F.scaled_dot_product_attention(is_causal=True)``, PyTorch's fused
       kernel, which never stores that matrix.
 
@@ -200,7 +200,7 @@ def time_sequence_models(
             times["RNN (Python loop)"].append(time_call(partial(rnn, x, *weights), repeats))
             times["nn.LSTM (C++ loop)"].append(time_call(partial(lstm, x), repeats))
             times["self-attention (course)"].append(time_call(partial(attention, x, x, x, mask), repeats))
-            with fused_attention(attention):
+            with fused_kernels(attention):
                 times["self-attention (fused)"].append(time_call(partial(attention, x, x, x, mask), repeats))
     return times
 
@@ -301,13 +301,13 @@ def train_recall(
     progress: bool = False,
 ) -> list[float]:
     """Train ``model`` on :func:`delay_recall_batch` with Adam; returns the loss per step.
-    Attention runs the fused kernel (:func:`~transformer_course.multi_head.fused_attention`)."""
+    Attention and LayerNorm run fused kernels (:func:`~transformer_course.multi_head.fused_kernels`)."""
     generator = torch.Generator().manual_seed(seed)
     params = list(model.parameters())
     optimizer = torch.optim.Adam(params, lr=lr, fused=True)
     model.train()
     losses = []
-    with fused_attention(model):
+    with fused_kernels(model):
         for _ in tqdm(range(steps), desc=f"delay {delay}", disable=not progress, leave=False):
             x, y = delay_recall_batch(batch, length, delay, vocab_size, generator)
             logits = model(x)
@@ -327,7 +327,7 @@ def recall_accuracy(model: nn.Module, delay: int, length: int, batch: int = 256,
     generator = torch.Generator().manual_seed(seed)
     x, y = delay_recall_batch(batch, length, delay, vocab_size, generator)
     model.eval()
-    with fused_attention(model):
+    with fused_kernels(model):
         predictions = model(x).argmax(-1)
     scored = y != -100
     return (predictions[scored] == y[scored]).float().mean().item()
@@ -456,7 +456,7 @@ def scaling_experiment(
                 model, optimizer, next_batch, lambda m, x: next_token_loss(m(x), x), steps,
                 desc=f"d_model={d_model}, {n_layers} layer{'s' if n_layers > 1 else ''}",
             )
-            with torch.no_grad(), fused_attention(model):
+            with torch.no_grad(), fused_kernels(model):
                 val_loss = sum(next_token_loss(model(x), x).item() for x in val) / len(val)
             runs.append(ScalingRun(d_model, n_layers, non_embedding_parameters(model), val_loss, losses))
     return runs
