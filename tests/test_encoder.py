@@ -63,3 +63,24 @@ def test_padding_does_not_leak_into_real_tokens():
 def test_encoder_pre_norm_has_final_norm_and_post_norm_has_none():
     assert Encoder(10, 16, 2, 32, 1, norm_first=True).norm is not None
     assert Encoder(10, 16, 2, 32, 1, norm_first=False).norm is None
+
+
+def test_fused_layer_norm_gives_the_same_outputs_and_gradients():
+    """fused=True runs F.layer_norm: in float64 the same output and gradients (1e-10)."""
+    torch.manual_seed(0)
+    norm = LayerNorm(6, eps=1e-3).double()
+    with torch.no_grad():
+        norm.weight.normal_()
+        norm.bias.normal_()
+    x = (torch.randn(2, 5, 6, dtype=torch.float64) * 3 + 1).requires_grad_()
+    weights = torch.randn(2, 5, 6, dtype=torch.float64)
+    results = []
+    for fused in (False, True):
+        norm.fused = fused
+        norm.zero_grad()
+        x.grad = None
+        out = norm(x)
+        (out * weights).sum().backward()
+        results.append([out.detach(), x.grad, norm.weight.grad, norm.bias.grad])
+    for explicit, fused in zip(*results, strict=True):
+        torch.testing.assert_close(fused, explicit, rtol=0, atol=1e-10)

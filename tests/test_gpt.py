@@ -3,8 +3,10 @@
 import pytest
 import torch
 
+from transformer_course import training
 from transformer_course.gpt import GPT, GPTBlock, generate, next_token_loss, sample_next_token
-from transformer_course.training import train_language_model
+from transformer_course.multi_head import fused_kernels
+from transformer_course.training import train_language_model, warmup_cosine, window_loss
 
 
 def small_gpt(**kwargs):
@@ -107,3 +109,70 @@ def test_training_lowers_the_loss():
                                    progress=False)
     assert history["step"] == [0, 30, 60]
     assert history["val_loss"][-1] < 0.5 < history["val_loss"][0]
+
+
+def test_training_runs_the_fused_kernels_and_gives_back_the_weights(monkeypatch):
+    """train_language_model trains through F.scaled_dot_product_attention with
+    is_causal=True; after training, a forward pass records attention weights again."""
+    calls = []
+    original = torch.nn.functional.scaled_dot_product_attention
+
+    def spy(*args, **kwargs):
+        calls.append(kwargs["is_causal"])
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(torch.nn.functional, "scaled_dot_product_attention", spy)
+    data = torch.arange(8).repeat(50)
+    model = GPT(8, 16, 16, 2, 2)
+    train_language_model(model, data, data, steps=3, batch_size=2, block_size=16, warmup_steps=1,
+                         eval_interval=10, eval_batches=1, progress=False)
+    assert calls and all(calls)
+    assert all(block.attn.need_weights for block in model.blocks)
+    model(data[None, :16])
+    assert model.blocks[0].attn.attn_weights.shape == (1, 2, 16, 16)
+
+
+def test_fused_gpt_step_equals_the_explicit_one():
+    """One training step's loss and gradients, float64: the fused path changes no number
+    beyond rounding."""
+    model = small_gpt().double().train()
+    windows = torch.randint(20, (3, 17), generator=torch.Generator().manual_seed(0))
+
+    def loss_and_grads():
+        model.zero_grad()
+        loss = window_loss(model, windows)
+        loss.backward()
+        return loss.detach(), [p.grad.clone() for p in model.parameters()]
+
+    explicit_loss, explicit_grads = loss_and_grads()
+    with fused_kernels(model):
+        fused_loss, fused_grads = loss_and_grads()
+    torch.testing.assert_close(fused_loss, explicit_loss, rtol=0, atol=1e-10)
+    for fused, explicit in zip(fused_grads, explicit_grads, strict=True):
+        torch.testing.assert_close(fused, explicit, rtol=0, atol=1e-10)
+
+
+def test_time_budget_ends_training_on_the_decayed_schedule(monkeypatch):
+    """With max_seconds, the schedule follows the share of the budget spent: a budget
+    too short for the steps stops early, and the last steps ran near min_lr."""
+    clock = iter(range(10**6))  # every perf_counter() call: one more second
+    monkeypatch.setattr(training.time, "perf_counter", lambda: float(next(clock)))
+    lrs = []
+    original_step = torch.optim.AdamW.step
+
+    def record_step(self, *args, **kwargs):
+        lrs.append(self.param_groups[0]["lr"])
+        return original_step(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.AdamW, "step", record_step)
+    data = torch.arange(8).repeat(50)
+    history = train_language_model(GPT(8, 16, 16, 2, 1), data, data, steps=1000, batch_size=2,
+                                   block_size=16, max_lr=1e-2, min_lr=1e-3, warmup_steps=2,
+                                   eval_interval=10**6, eval_batches=1, progress=False,
+                                   max_seconds=20)
+    assert len(history["batch_loss"]) == 20  # one second a step, 20 seconds
+    assert history["seconds"][-1] == 20
+    assert lrs[0] == pytest.approx(5e-3)  # first warmup step (by steps: 1 / 2 of max_lr)
+    # The last step started after 19 of 20 seconds: 95% through the cosine.
+    assert lrs[-1] == pytest.approx(1e-2 * warmup_cosine(2, 1000, 0.1)(950))
+    assert lrs[-1] < 1.1e-3

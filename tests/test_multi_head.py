@@ -5,9 +5,11 @@ import torch
 from torch import nn
 
 from transformer_course.attention import causal_mask, padding_mask, scaled_dot_product_attention
+from transformer_course.encoder import LayerNorm
 from transformer_course.multi_head import (
     MultiHeadAttention,
     copy_to_torch,
+    fused_kernels,
     merge_heads,
     split_heads,
 )
@@ -122,3 +124,93 @@ def test_bad_input_is_explained():
         mha(x, x, x, mask=torch.ones(3, 3))
     with pytest.raises(ValueError, match="embed_dim"):
         copy_to_torch(mha, nn.MultiheadAttention(8, 4, batch_first=True))
+
+
+def _outputs_and_grads(mha: MultiHeadAttention, query, key, value, mask):
+    mha.zero_grad()
+    inputs = [t.detach().requires_grad_() for t in (query, key, value)]
+    if query is key is value:
+        inputs = [inputs[0]] * 3  # self-attention: one tensor, as the models pass it
+    out = mha(*inputs, mask)
+    (out * torch.linspace(-1, 1, out.numel(), dtype=out.dtype).view_as(out)).sum().backward()
+    grads = [p.grad.clone() for p in mha.parameters()] + [inputs[0].grad.clone()]
+    if query is not key:
+        grads += [inputs[1].grad.clone(), inputs[2].grad.clone()]
+    return out.detach(), grads
+
+
+@pytest.mark.parametrize(
+    "kind", ["self", "causal", "cross", "cross padded", "per query", "fully masked row", "no bias"]
+)
+def test_fused_path_gives_the_same_outputs_and_gradients(kind):
+    """need_weights=False runs F.scaled_dot_product_attention; in float64 it agrees with
+    the explicit path to 1e-10 in the output and in every gradient."""
+    torch.manual_seed(0)
+    batch, l_q, l_k, d_model, n_heads = 3, 6, 6 if kind in ("self", "causal", "no bias") else 7, 16, 4
+    mha = MultiHeadAttention(d_model, n_heads, bias=kind != "no bias").double()
+    query = torch.randn(batch, l_q, d_model, dtype=torch.float64)
+    key = value = query if l_q == l_k else torch.randn(batch, l_k, d_model, dtype=torch.float64)
+    if l_q != l_k:
+        value = torch.randn(batch, l_k, d_model, dtype=torch.float64)
+    mask = {
+        "causal": causal_mask(l_q),
+        "cross padded": padding_mask(torch.tensor([7, 2, 5]), l_k),
+        "per query": torch.rand(batch, l_q, l_k) < 0.6,
+        "fully masked row": padding_mask(torch.tensor([7, 0, 5]), l_k),
+    }.get(kind)
+    explicit_out, explicit_grads = _outputs_and_grads(mha, query, key, value, mask)
+    assert mha.attn_weights is not None
+    mha.need_weights = False
+    fused_out, fused_grads = _outputs_and_grads(mha, query, key, value, mask)
+    assert mha.attn_weights is None
+    torch.testing.assert_close(fused_out, explicit_out, rtol=0, atol=1e-10)
+    for fused, explicit in zip(fused_grads, explicit_grads, strict=True):
+        torch.testing.assert_close(fused, explicit, rtol=0, atol=1e-10)
+
+
+def test_fused_path_uses_is_causal_for_the_causal_mask_only(monkeypatch):
+    calls = []
+    original = torch.nn.functional.scaled_dot_product_attention
+
+    def spy(*args, **kwargs):
+        calls.append((kwargs["is_causal"], kwargs["attn_mask"]))
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(torch.nn.functional, "scaled_dot_product_attention", spy)
+    mha = MultiHeadAttention(8, 2).eval()
+    mha.need_weights = False
+    x = torch.randn(2, 5, 8)
+    mha(x, x, x, causal_mask(5))
+    not_causal = causal_mask(5).clone()
+    not_causal[4, 0] = False
+    mha(x, x, x, not_causal)
+    assert calls[0] == (True, None)
+    assert calls[1][0] is False and torch.equal(calls[1][1], not_causal)
+
+
+def test_fused_path_applies_dropout_in_training_only():
+    torch.manual_seed(0)
+    mha = MultiHeadAttention(8, 2, dropout=0.5)
+    mha.need_weights = False
+    x = torch.randn(2, 6, 8)
+    assert not torch.equal(mha(x, x, x), mha(x, x, x))  # fresh dropout masks
+    mha.eval()
+    torch.testing.assert_close(mha(x, x, x), mha(x, x, x), rtol=0, atol=0)
+
+
+def test_fused_kernels_switches_and_restores_every_attention_and_layer_norm():
+    model = nn.ModuleList([MultiHeadAttention(8, 2), nn.Linear(8, 8), MultiHeadAttention(8, 2),
+                           LayerNorm(8)])
+    model[2].need_weights = False  # a module's own setting survives the block
+    x = torch.randn(1, 3, 8)
+    with fused_kernels(model) as same:
+        assert same is model
+        assert [model[0].need_weights, model[2].need_weights, model[3].fused] == [False, False, True]
+        model[0](x, x, x)
+        assert model[0].attn_weights is None
+    assert [model[0].need_weights, model[2].need_weights, model[3].fused] == [True, False, False]
+    model[0](x, x, x)
+    assert model[0].attn_weights.shape == (1, 2, 3, 3)
+    with pytest.raises(RuntimeError), fused_kernels(model):
+        raise RuntimeError("the settings come back after an error too")
+    assert model[0].need_weights

@@ -14,7 +14,6 @@ from transformer_course.why import (
     count_parameters,
     delay_recall_batch,
     fit_power_law,
-    fused_self_attention,
     recall_accuracy,
     recurrent_hidden_for,
     rnn_forward,
@@ -108,17 +107,6 @@ def test_transformer_learns_a_short_recall_task():
     after = recall_accuracy(model, 2, 10, vocab_size=4)
     assert losses[-1] < losses[0]
     assert after > 0.9 > before, (before, after)
-
-
-def test_fused_attention_matches_the_course_attention():
-    from transformer_course.attention import causal_mask
-    from transformer_course.multi_head import MultiHeadAttention
-
-    torch.manual_seed(0)
-    attention = MultiHeadAttention(16, 4).eval()
-    x = torch.randn(2, 9, 16)
-    with torch.no_grad():
-        torch.testing.assert_close(fused_self_attention(attention, x), attention(x, x, x, causal_mask(9)))
 
 
 def test_timing_reports_every_model_and_length():

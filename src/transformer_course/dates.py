@@ -22,6 +22,7 @@ from torch import Tensor
 from transformer_course.attention import padding_mask
 from transformer_course.decoder import greedy_decode
 from transformer_course.device import model_device
+from transformer_course.multi_head import fused_kernels
 
 PAD, BOS, EOS = "<pad>", "<bos>", "<eos>"
 FIRST_YEAR, LAST_YEAR = 1950, 2049
@@ -160,7 +161,9 @@ def make_batch(pairs: Sequence[tuple[str, str]]) -> tuple[Tensor, Tensor, Tensor
 
 def translate(model, sources: Sequence[str], decode: Callable = greedy_decode, max_len: int = 12,
               batch_size: int = 500) -> list[str]:
-    """Greedy-decode written dates with a trained ``Transformer`` (switched to eval mode).
+    """Greedy-decode written dates with a trained ``Transformer`` (switched to eval mode),
+    its attention and LayerNorms through fused kernels
+    (:func:`~transformer_course.multi_head.fused_kernels`).
 
     Args:
         model: the trained model.
@@ -175,12 +178,13 @@ def translate(model, sources: Sequence[str], decode: Callable = greedy_decode, m
     model.eval()
     device = model_device(model)
     out = []
-    for start in range(0, len(sources), batch_size):
-        chunk = sources[start : start + batch_size]
-        src, src_len = pad_batch([SRC_VOCAB.encode(s) for s in chunk], SRC_VOCAB.pad_id)
-        ids = decode(model, src.to(device), max_len, TGT_VOCAB.bos_id, TGT_VOCAB.eos_id,
-                            padding_mask(src_len, src.size(1)).to(device))
-        out += [TGT_VOCAB.decode(row) for row in ids]
+    with fused_kernels(model):
+        for start in range(0, len(sources), batch_size):
+            chunk = sources[start : start + batch_size]
+            src, src_len = pad_batch([SRC_VOCAB.encode(s) for s in chunk], SRC_VOCAB.pad_id)
+            ids = decode(model, src.to(device), max_len, TGT_VOCAB.bos_id, TGT_VOCAB.eos_id,
+                         padding_mask(src_len, src.size(1)).to(device))
+            out += [TGT_VOCAB.decode(row) for row in ids]
     return out
 
 

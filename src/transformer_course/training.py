@@ -18,6 +18,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from transformer_course.device import model_device, resolve, to_device
+from transformer_course.multi_head import fused_kernels
 
 
 def noam_lr(step: int, d_model: int, warmup_steps: int) -> float:
@@ -63,6 +64,9 @@ def train_loop(
 ) -> list[float]:
     """Train ``model`` for ``steps`` optimizer steps and return the loss of each step.
 
+    Its attention layers and LayerNorms run fused kernels while it trains
+    (:func:`~transformer_course.multi_head.fused_kernels`).
+
     Args:
         model: switched to train mode for the loop and to eval mode after it.
         optimizer: updates the model's parameters.
@@ -82,20 +86,22 @@ def train_loop(
     """
     home, device = model_device(model), resolve(device)
     model.to(device).train()
+    params = list(model.parameters())
     losses: list[float] = []
     bar = tqdm(range(steps), desc=desc, disable=not progress, mininterval=1.0)
-    for step in bar:
-        loss = loss_fn(model, *to_device(get_batch(step), device))
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if clip_grad is not None:
-            nn.utils.clip_grad_norm_(model.parameters(), clip_grad)
-        optimizer.step()
-        if scheduler is not None:
-            scheduler.step()
-        losses.append(loss.item())
-        if step % 20 == 0 or step == steps - 1:
-            bar.set_postfix(loss=f"{losses[-1]:.4f}", refresh=False)
+    with fused_kernels(model):
+        for step in bar:
+            loss = loss_fn(model, *to_device(get_batch(step), device))
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if clip_grad is not None:
+                nn.utils.clip_grad_norm_(params, clip_grad)
+            optimizer.step()
+            if scheduler is not None:
+                scheduler.step()
+            losses.append(loss.item())
+            if step % 20 == 0 or step == steps - 1:
+                bar.set_postfix(loss=f"{losses[-1]:.4f}", refresh=False)
     model.to(home).eval()
     return losses
 
@@ -183,9 +189,13 @@ def train_language_model(
     seed: int = 0,
     progress: bool = True,
     device: torch.device | str | None = None,
+    max_seconds: float | None = None,
 ) -> dict[str, list]:
     """Train a next-token model with AdamW, :func:`warmup_cosine` and gradient clipping,
     evaluating train and validation loss along the way.
+
+    The attention layers and LayerNorms run fused kernels throughout
+    (:func:`~transformer_course.multi_head.fused_kernels`), and AdamW its fused update.
 
     Args:
         model: maps ``(B, L)`` token ids to ``(B, L, V)`` logits.
@@ -205,6 +215,10 @@ def train_language_model(
         progress: show a tqdm progress bar with the latest losses.
         device: where to train (None: :func:`transformer_course.device.default_device`);
             the model comes back to its own device at the end.
+        max_seconds: a wall-clock budget for training (evaluation not counted). The
+            schedule then advances by steps or by the fraction of the budget spent,
+            whichever is further along, and training stops when either runs out, so a
+            slow machine still ends on the decayed learning rate.
 
     Returns:
         ``{"step", "train_loss", "val_loss", "seconds"}`` at each evaluation (``seconds``
@@ -218,10 +232,9 @@ def train_language_model(
     optimizer = torch.optim.AdamW(
         [{"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay},
          {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}],
-        lr=max_lr, betas=(0.9, 0.99),
+        lr=max_lr, betas=(0.9, 0.99), fused=True,  # one kernel for all parameters
     )
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, warmup_cosine(warmup_steps, steps, min_factor=min_lr / max_lr))
+    schedule = warmup_cosine(warmup_steps, steps, min_factor=min_lr / max_lr)
     generator = torch.Generator().manual_seed(seed)
     history: dict[str, list] = {"step": [], "train_loss": [], "val_loss": [], "seconds": [],
                                 "batch_loss": []}
@@ -233,22 +246,33 @@ def train_language_model(
         history["step"].append(step)
         history["seconds"].append(elapsed)
 
+    def position(step: int) -> float:
+        """Where the schedule is: the step, or the share of the time budget spent."""
+        return step if max_seconds is None else max(step, steps * elapsed / max_seconds)
+
     model.train()
-    bar = tqdm(range(steps), desc="training", disable=not progress, mininterval=1.0)
-    for step in bar:
-        if step % eval_interval == 0:
-            evaluate(step)
-            bar.set_postfix(train=f"{history['train_loss'][-1]:.3f}",
-                            val=f"{history['val_loss'][-1]:.3f}", refresh=False)
-        start = time.perf_counter()
-        loss = window_loss(model, get_batch(train_data, batch_size, block_size + 1, generator).to(device))
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        nn.utils.clip_grad_norm_(params, 1.0)
-        optimizer.step()
-        scheduler.step()
-        elapsed += time.perf_counter() - start
-        history["batch_loss"].append(loss.item())
-    evaluate(steps)
+    bar = tqdm(total=steps, desc="training", disable=not progress, mininterval=1.0)
+    step = 0
+    with fused_kernels(model):
+        while position(step) < steps:
+            if step % eval_interval == 0:
+                evaluate(step)
+                bar.set_postfix(train=f"{history['train_loss'][-1]:.3f}",
+                                val=f"{history['val_loss'][-1]:.3f}", refresh=False)
+            start = time.perf_counter()
+            lr = max_lr * schedule(int(position(step)))
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            loss = window_loss(model, get_batch(train_data, batch_size, block_size + 1, generator).to(device))
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            nn.utils.clip_grad_norm_(params, 1.0)
+            optimizer.step()
+            elapsed += time.perf_counter() - start
+            history["batch_loss"].append(loss.item())
+            step += 1
+            bar.update()
+        evaluate(step)
+    bar.close()
     model.to(home).eval()
     return history

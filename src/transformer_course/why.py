@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 from transformer_course.attention import causal_mask
 from transformer_course.device import model_device, resolve, to_device
 from transformer_course.encoder import EncoderLayer, LayerNorm
-from transformer_course.multi_head import MultiHeadAttention, merge_heads, split_heads
+from transformer_course.multi_head import MultiHeadAttention, fused_kernels
 from transformer_course.positional import LearnedPositionalEmbedding
 
 # =========================================================================== exercises
@@ -156,23 +156,6 @@ def time_call(fn: Callable[[], object], repeats: int = 5, min_time: float = 0.2)
     return best
 
 
-def fused_self_attention(attention: MultiHeadAttention, x: Tensor) -> Tensor:
-    """Causal self-attention with the weights of ``attention``, computed by PyTorch's
-    fused ``F.scaled_dot_product_attention``: the same result as
-    ``attention(x, x, x, causal_mask(L))`` without storing the ``(L, L)`` weights.
-
-    Args:
-        attention: a chapter 02 ``MultiHeadAttention``.
-        x: ``(B, L, d_model)``.
-
-    Returns:
-        ``(B, L, d_model)``.
-    """
-    n_heads = attention.n_heads
-    q, k, v = (split_heads(w(x), n_heads) for w in (attention.w_q, attention.w_k, attention.w_v))
-    return attention.w_o(merge_heads(F.scaled_dot_product_attention(q, k, v, is_causal=True)))
-
-
 def time_sequence_models(
     lengths: list[int],
     d_model: int = 64,
@@ -190,9 +173,10 @@ def time_sequence_models(
     - ``"nn.LSTM (C++ loop)"``: PyTorch's LSTM, one compiled step per token;
     - ``"self-attention (course)"``: the chapter 02 ``MultiHeadAttention`` with a causal
       mask, which builds the full ``(L, L)`` weight matrix of every head;
-    - ``"self-attention (fused)"``: the same weights and result through
-      ``F.scaled_dot_product_attention(is_causal=True)``, PyTorch's fused kernel, which
-      never stores that matrix.
+    - ``"self-attention (fused)"``: the same module with ``need_weights = False``
+      (:func:`~transformer_course.multi_head.fused_kernels`): the same weights and
+      result through ``F.scaled_dot_product_attention(is_causal=True)``, PyTorch's fused
+      kernel, which never stores that matrix.
 
     The timing runs on ``num_threads`` threads (:func:`torch_threads`; None keeps torch's
     setting). One thread by default: on a busy machine, threads that wait for each other
@@ -217,8 +201,8 @@ def time_sequence_models(
             times["RNN (Python loop)"].append(time_call(partial(rnn, x, *weights), repeats))
             times["nn.LSTM (C++ loop)"].append(time_call(partial(lstm, x), repeats))
             times["self-attention (course)"].append(time_call(partial(attention, x, x, x, mask), repeats))
-            times["self-attention (fused)"].append(time_call(partial(fused_self_attention, attention, x),
-                                                             repeats))
+            with fused_kernels(attention):
+                times["self-attention (fused)"].append(time_call(partial(attention, x, x, x, mask), repeats))
     return times
 
 
@@ -320,21 +304,24 @@ def train_recall(
 ) -> list[float]:
     """Train ``model`` on :func:`delay_recall_batch` with Adam; returns the loss per step.
     Trains on ``device`` (None: :func:`transformer_course.device.default_device`), then
-    moves the model back to its own device."""
+    moves the model back to its own device. Attention and LayerNorm run fused kernels
+    (:func:`~transformer_course.multi_head.fused_kernels`)."""
     generator = torch.Generator().manual_seed(seed)
     home, device = model_device(model), resolve(device)
-    optimizer = torch.optim.Adam(model.to(device).parameters(), lr=lr)
+    params = list(model.to(device).parameters())
+    optimizer = torch.optim.Adam(params, lr=lr, fused=True)
     model.train()
     losses = []
-    for _ in tqdm(range(steps), desc=f"delay {delay}", disable=not progress, leave=False):
-        x, y = to_device(delay_recall_batch(batch, length, delay, vocab_size, generator), device)
-        logits = model(x)
-        loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)), y.reshape(-1))
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        losses.append(loss.item())
+    with fused_kernels(model):
+        for _ in tqdm(range(steps), desc=f"delay {delay}", disable=not progress, leave=False):
+            x, y = to_device(delay_recall_batch(batch, length, delay, vocab_size, generator), device)
+            logits = model(x)
+            loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)), y.reshape(-1))
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            nn.utils.clip_grad_norm_(params, 1.0)
+            optimizer.step()
+            losses.append(loss.item())
     model.to(home)
     return losses
 
@@ -346,7 +333,8 @@ def recall_accuracy(model: nn.Module, delay: int, length: int, batch: int = 256,
     generator = torch.Generator().manual_seed(seed)
     x, y = to_device(delay_recall_batch(batch, length, delay, vocab_size, generator), model_device(model))
     model.eval()
-    predictions = model(x).argmax(-1)
+    with fused_kernels(model):
+        predictions = model(x).argmax(-1)
     scored = y != -100
     return (predictions[scored] == y[scored]).float().mean().item()
 
@@ -464,7 +452,7 @@ def scaling_experiment(
                 raise ValueError(f"d_model={d_model} is not a multiple of head_dim={head_dim}")
             torch.manual_seed(seed)
             model = GPT(corpus.tokenizer.vocab_size, block_size, d_model, d_model // head_dim, n_layers)
-            optimizer = torch.optim.AdamW(model.parameters(), lr=lr)
+            optimizer = torch.optim.AdamW(model.parameters(), lr=lr, fused=True)
             generator = torch.Generator().manual_seed(seed)
 
             def next_batch(step: int, generator: torch.Generator = generator) -> tuple[Tensor]:
@@ -474,7 +462,7 @@ def scaling_experiment(
                 model, optimizer, next_batch, lambda m, x: next_token_loss(m(x), x), steps,
                 desc=f"d_model={d_model}, {n_layers} layer{'s' if n_layers > 1 else ''}",
             )
-            with torch.no_grad():
+            with torch.no_grad(), fused_kernels(model):
                 val_loss = sum(next_token_loss(model(x), x).item() for x in val) / len(val)
             runs.append(ScalingRun(d_model, n_layers, non_embedding_parameters(model), val_loss, losses))
     return runs
