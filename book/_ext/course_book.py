@@ -22,7 +22,6 @@ import re
 from pathlib import Path
 from urllib.parse import quote
 
-import nbformat
 from docutils import nodes
 from docutils.statemachine import StringList
 from sphinx.application import Sphinx
@@ -232,8 +231,7 @@ def _student_sources(app: Sphinx, exception) -> None:
     from transformer_course import release
 
     for path in (Path(app.outdir) / "_sources" / "chapters").glob("*.ipynb"):
-        solution = release.synced_solution(nbformat.read(Path(app.srcdir) / "chapters" / path.name, 4))
-        path.write_text(release._dump(release.student_version(solution)))
+        path.write_text(release.student_notebook(Path(app.srcdir) / "chapters" / path.name))
 
 
 def setup(app: Sphinx) -> dict:

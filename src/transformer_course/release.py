@@ -183,6 +183,12 @@ def _dump(nb) -> str:
     return nbformat.writes(nb, version=4) + "\n"
 
 
+def student_notebook(path: Path) -> str:
+    """The text of the student notebook released from the solution notebook at ``path``
+    (its setup cell kept as it is), as :func:`release` writes it to ``notebooks/``."""
+    return _dump(student_version(synced_solution(nbformat.read(path, as_version=4))))
+
+
 def release(root: Path, check: bool = False) -> list[Path]:
     """Sync ``solutions/`` and write ``notebooks/``; with ``check``, only report drift.
 

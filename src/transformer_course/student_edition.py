@@ -37,8 +37,6 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-import nbformat
-
 from transformer_course import release
 from transformer_course.checks import VISIBLE_SEED, core, stored
 from transformer_course.checks.registry import chapters, exercises
@@ -250,9 +248,8 @@ def write_notebooks(root: Path, target: Path) -> list[Path]:
     target.mkdir(parents=True)
     written = []
     for path in sorted((root / "solutions").glob("*.ipynb")):
-        solution = release.synced_solution(nbformat.read(path, as_version=4))
         written.append(target / path.name)
-        written[-1].write_text(release._dump(release.student_version(solution)))
+        written[-1].write_text(release.student_notebook(path))
     return written
 
 
