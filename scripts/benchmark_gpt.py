@@ -1,6 +1,6 @@
 """Benchmark chapter 06's GPT on this machine (not a test).
 
-Three measurements, in one process so that they share the machine's state:
+Four measurements, in one process so that they share the machine's state:
 
 1. **Throughput**: tokens per second of the chapter's training step (forward, backward,
    gradient clipping, AdamW) for the course's ``GPT`` and for the same model built from
@@ -14,6 +14,11 @@ Three measurements, in one process so that they share the machine's state:
 3. **Validation loss** of the trained model: 200 random batches of 8 windows of 128
    characters of the validation text (the course's ``train_val_split``), loss at every
    position.
+4. **The kernels' floor**: the time of the step's matrix products (every linear layer's
+   forward product and its two backward products, at the model's shapes) and of the fused
+   attention's forward and backward passes, run alone with nothing else. No implementation
+   of this model in float32 on this machine trains faster than that; it tells how much of
+   a step is left for everything else (norms, GELU, the loss, the optimizer, Python).
 
 The last line is machine-readable::
 
@@ -64,6 +69,7 @@ import math
 import time
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from transformer_course.attention import causal_mask
@@ -151,6 +157,40 @@ def profile_step(model: GPT, data: Tensor, steps: int = 10, rows: int = 15) -> s
     return prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=rows)
 
 
+def kernel_floor(vocab_size: int, repeats: int = 5, steps: int = 20) -> dict[str, float]:
+    """Seconds per training step of the chapter model's matrix products and of its fused
+    attention (forward and backward), each run alone: the fastest of ``repeats`` rounds of
+    ``steps`` steps. Keys: ``"matmul"``, ``"attention"``."""
+    d, heads, layers = CONFIG["d_model"], CONFIG["n_heads"], CONFIG["n_layers"]
+    tokens = BATCH_SIZE * BLOCK_SIZE
+    # (in, out) of every linear map in a step: Q, K and V stacked, output, the two
+    # feed-forward layers, once per layer; the output head once.
+    shapes = [(d, 3 * d), (d, d), (d, 4 * d), (4 * d, d)] * layers + [(d, vocab_size)]
+    operands = [(torch.randn(tokens, n_in), torch.randn(n_in, n_out), torch.randn(tokens, n_out))
+                for n_in, n_out in shapes]
+    q, k, v = (torch.randn(BATCH_SIZE, heads, BLOCK_SIZE, d // heads, requires_grad=True) for _ in range(3))
+
+    def products() -> None:
+        for x, w, grad in operands:  # forward, then the gradients of the input and the weight
+            x @ w, grad @ w.T, x.T @ grad
+
+    def attention() -> None:
+        for _ in range(layers):
+            F.scaled_dot_product_attention(q, k, v, is_causal=True).sum().backward()
+
+    floor = {}
+    for name, work in (("matmul", products), ("attention", attention)):
+        work()  # warm-up
+        best = math.inf
+        for _ in range(repeats):
+            start = time.perf_counter()
+            for _ in range(steps):
+                work()
+            best = min(best, (time.perf_counter() - start) / steps)
+        floor[name] = best
+    return floor
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=180.0, help="training budget (default 180)")
@@ -172,6 +212,11 @@ def main() -> None:
     rate = compare_throughput(models, corpus.train)
     print(f"throughput: course {rate['course']:,.0f} tokens/s, nn.TransformerEncoderLayer baseline "
           f"{rate['baseline']:,.0f} tokens/s, ratio {rate['course'] / rate['baseline']:.2f}")
+    floor = kernel_floor(vocab_size)
+    floor_seconds, tokens = floor["matmul"] + floor["attention"], BATCH_SIZE * BLOCK_SIZE
+    print(f"floor: the step's matrix products alone {1e3 * floor['matmul']:.1f} ms, its fused attention "
+          f"alone {1e3 * floor['attention']:.1f} ms: at most {tokens / floor_seconds:,.0f} tokens/s; "
+          f"the course's step spends {rate['course'] * floor_seconds / tokens:.0%} of its time in them")
 
     torch.manual_seed(0)
     model = GPT(vocab_size, BLOCK_SIZE, **CONFIG)
