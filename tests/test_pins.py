@@ -1,0 +1,20 @@
+"""read_pins: the one reader of constraints.txt."""
+
+import pytest
+
+from transformer_course.pins import normalize, read_pins
+
+
+def test_reads_exact_pins_and_skips_comments(tmp_path):
+    (tmp_path / "constraints.txt").write_text("# pins\n\nTorch==2.13.0\nruamel.yaml==0.18.6  # yaml\nfoo_bar==1\n")
+    assert read_pins(tmp_path) == {"torch": "2.13.0", "ruamel-yaml": "0.18.6", "foo-bar": "1"}
+
+
+def test_a_range_is_refused_with_its_line(tmp_path):
+    (tmp_path / "constraints.txt").write_text("torch==2.13.0\nnumpy>=2\n")
+    with pytest.raises(ValueError, match=r"line 2: 'numpy>=2' is not an exact pin"):
+        read_pins(tmp_path)
+
+
+def test_normalize_follows_pip():
+    assert normalize(" Jupyter_Book.Extras ") == "jupyter-book-extras"
