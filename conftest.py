@@ -1,8 +1,8 @@
 """Test-wide setup: every notebook and experiment runs in the quick setting.
 
-The suite runs on two pytest-xdist workers (see the Makefile). Each worker, and every
-kernel it starts, uses one torch thread: two workers then fill the two cores, where two
-threads each would oversubscribe them and slow everything down.
+The suite runs on pytest-xdist workers (see the Makefile). Each worker, and every kernel
+it starts, uses one torch thread: the workers already fill the cores, and more threads
+per worker would oversubscribe them and slow everything down.
 """
 
 import os
