@@ -199,7 +199,8 @@ class LlamaBlock(nn.Module):
     ) -> Tensor:
         """``x (B, L, D) -> (B, L, D)``; ``cache`` as in :class:`GroupedQueryAttention`."""
         h = self.input_layernorm(x)
-        # Without a cache, call attention the way the exercise specifies it.
+        # Without a cache, call attention with (x, positions) only: a student's attention
+        # that takes no cache argument still runs here.
         attn = self.self_attn(h, positions) if cache is None else self.self_attn(h, positions, cache)
         x = x + attn
         return x + self.mlp(self.post_attention_layernorm(x))
