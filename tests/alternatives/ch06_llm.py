@@ -175,7 +175,7 @@ class _Cache:
     def __len__(self):
         return 0 if self.k is None else self.k.size(-2)
 
-    def append(self, k, v):
+    def update(self, k, v):
         self.k = k if self.k is None else torch.cat([self.k, k], dim=-2)
         self.v = v if self.v is None else torch.cat([self.v, v], dim=-2)
         return self.k, self.v
