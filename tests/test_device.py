@@ -12,9 +12,10 @@ import pytest
 import torch
 from torch import nn
 
-from transformer_course import dates, why
+from transformer_course import dates
 from transformer_course.decoder import Transformer
 from transformer_course.device import DEVICE_ENV, default_device, model_device
+from transformer_course.experiments import recall
 from transformer_course.gpt import GPT, next_token_loss
 from transformer_course.training import seq2seq_loss, train_language_model, train_loop
 
@@ -106,11 +107,11 @@ def test_train_language_model_follows_the_device(device, no_default):
 @pytest.mark.parametrize("device", DEVICES)
 def test_recall_training_follows_the_device(device, no_default):
     torch.manual_seed(0)
-    model = why.RecallTransformer(8, 12, 16, 2, 1)
+    model = recall.RecallTransformer(8, 12, 16, 2, 1)
     seen = _Recorder(model)
-    losses = why.train_recall(model, delay=2, length=12, steps=2, device=device)
+    losses = recall.train_recall(model, delay=2, length=12, steps=2, device=device)
     assert len(losses) == 2 and seen.devices == {device}
     assert model_device(model).type == "cpu"
     model.to(device)
-    assert 0 <= why.recall_accuracy(model, delay=2, length=12, batch=4) <= 1
+    assert 0 <= recall.recall_accuracy(model, delay=2, length=12, batch=4) <= 1
     assert seen.devices == {device}

@@ -6,7 +6,6 @@ import torch.nn.functional as F
 
 from transformer_course.llama import (
     GroupedQueryAttention,
-    KVCache,
     Llama,
     LlamaConfig,
     RMSNorm,
@@ -158,11 +157,3 @@ def test_matches_transformers_llama():
     with torch.no_grad():
         torch.testing.assert_close(model(idx), hf(idx).logits, rtol=1e-4, atol=1e-4)
 
-
-def test_kv_cache_update_appends():
-    cache = KVCache()
-    assert len(cache) == 0
-    k, v = torch.randn(1, 2, 3, 4), torch.randn(1, 2, 3, 4)
-    cache.update(k, v)
-    k_all, _ = cache.update(k[:, :, :1], v[:, :, :1])
-    assert k_all.shape == (1, 2, 4, 4) and len(cache) == 4

@@ -216,7 +216,7 @@ def test_wheel_holds_no_unreleased_solution_no_autograder_no_hidden_cases(editio
         for ext in ("json", "safetensors")
     }
     assert "transformer_course/data/shakespeare.txt" in names  # given data ships
-    assert "transformer_course/gpt.py" in names and "class KVCache" in files["transformer_course/gpt.py"]
+    assert "class KVCache" in files["transformer_course/kv_cache.py"]  # given code ships
     metadata = files[next(n for n in names if n.endswith(".dist-info/METADATA"))]
     assert "Name: transformers-from-scratch\nVersion: 0.1.0+student" in metadata
 

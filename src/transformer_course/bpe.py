@@ -2,7 +2,8 @@
 
 Text becomes its UTF-8 bytes (ids 0..255); training repeatedly replaces the most
 frequent adjacent pair of ids by a new id, so frequent character sequences become single
-tokens. The exact rules (COURSE_SPEC):
+tokens. The rules, exact enough that every correct implementation learns the same
+merges and the same token ids:
 
 - training works on the bytes of the whole text (no splitting into words);
 - pairs are counted over every adjacent position (``"aaa"`` holds ``(a, a)`` twice);

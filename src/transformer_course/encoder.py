@@ -21,8 +21,10 @@ class LayerNorm(nn.Module):
         d_model: size of the last dimension.
         eps: added to the variance inside the square root.
 
-    With ``fused = True`` (default False) the same normalization runs as PyTorch's one
-    kernel ``F.layer_norm``, several times faster in training; the checks leave it off.
+    With ``fused = True`` the same normalization runs as PyTorch's one kernel
+    ``F.layer_norm``, several times faster in training
+    (:func:`~transformer_course.multi_head.fused_kernels` turns it on). It is False by
+    default, so the formula written here is what runs.
     """
 
     def __init__(self, d_model: int, eps: float = 1e-5):

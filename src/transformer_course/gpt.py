@@ -1,4 +1,4 @@
-"""Chapter 06: a decoder-only language model (GPT), its loss, sampling and a KV cache.
+"""Chapter 06: a decoder-only language model (GPT), its loss, sampling and KV-cached generation.
 
 A GPT is a stack of decoder blocks without cross-attention: each block is causal
 self-attention and a feed-forward network, both in pre-norm residual connections. The
@@ -17,31 +17,8 @@ from torch import Tensor, nn
 
 from transformer_course.attention import causal_mask, scaled_dot_product_attention
 from transformer_course.encoder import FeedForward
+from transformer_course.kv_cache import KVCache
 from transformer_course.multi_head import MultiHeadAttention, merge_heads, split_heads
-
-
-class KVCache:
-    """The keys and values that one :class:`GPTBlock` has computed so far.
-
-    Generating token ``t`` only needs the new token's query; the keys and values of the
-    earlier tokens do not change (causal attention), so they are kept here instead of
-    being recomputed. ``k`` and ``v`` are ``(B, H, T, Dh)`` for the ``T`` positions seen.
-    """
-
-    def __init__(self) -> None:
-        self.k: Tensor | None = None
-        self.v: Tensor | None = None
-
-    def __len__(self) -> int:
-        return 0 if self.k is None else self.k.size(-2)
-
-    def append(self, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
-        """Add the new positions' ``k, v (B, H, T_new, Dh)``; return all ``(B, H, T, Dh)``."""
-        if self.k is not None:
-            k = torch.cat([self.k, k], dim=-2)
-            v = torch.cat([self.v, v], dim=-2)
-        self.k, self.v = k, v
-        return k, v
 
 
 class GPTBlock(nn.Module):
@@ -71,7 +48,7 @@ class GPTBlock(nn.Module):
             x: ``(B, L, D)``. With a ``cache``, these are the ``L`` positions that follow
                 the ``len(cache)`` positions already seen.
             cache: this block's :class:`KVCache`, or None to attend within ``x`` only.
-                The new keys and values are appended to it.
+                Its ``update`` appends the new keys and values.
 
         Returns:
             ``(B, L, D)``.
@@ -92,7 +69,7 @@ class GPTBlock(nn.Module):
         ### BEGIN SOLUTION
         attn = self.attn
         q = split_heads(attn.w_q(h), attn.n_heads)
-        k, v = cache.append(split_heads(attn.w_k(h), attn.n_heads),
+        k, v = cache.update(split_heads(attn.w_k(h), attn.n_heads),
                             split_heads(attn.w_v(h), attn.n_heads))
         total, new = k.size(-2), h.size(1)
         # The new queries sit at positions total-new .. total-1: the last rows of the

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from transformer_course.attention import scaled_dot_product_attention
+from transformer_course.kv_cache import KVCache
 from transformer_course.multi_head import merge_heads, split_heads
 from transformer_course.positional import apply_rotary
 
@@ -93,31 +94,6 @@ def repeat_kv(x: Tensor, n_rep: int) -> Tensor:
     x = x[:, :, None].expand(batch, n_kv_heads, n_rep, length, d_head)
     return x.reshape(batch, n_kv_heads * n_rep, length, d_head)
     ### END SOLUTION
-
-
-class KVCache:
-    """The keys and values one attention layer has seen so far.
-
-    They are stored after the rotary embedding and before :func:`repeat_kv`, so a
-    grouped-query layer keeps only its ``H_kv`` heads: that is where GQA saves memory.
-    """
-
-    def __init__(self) -> None:
-        self.k: Tensor | None = None
-        self.v: Tensor | None = None
-
-    def __len__(self) -> int:
-        """Number of positions cached."""
-        return 0 if self.k is None else self.k.size(-2)
-
-    def update(self, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
-        """Append ``k, v (B, H_kv, L_new, Dh)``; return all cached ``(B, H_kv, L, Dh)``."""
-        if self.k is None:
-            self.k, self.v = k, v
-        else:
-            self.k = torch.cat([self.k, k], dim=-2)
-            self.v = torch.cat([self.v, v], dim=-2)
-        return self.k, self.v
 
 
 class GroupedQueryAttention(nn.Module):
@@ -203,17 +179,13 @@ class LlamaConfig:
 class LlamaBlock(nn.Module):
     """Pre-norm decoder block: ``x + attn(norm(x))``, then ``x + mlp(norm(x))``.
 
-    The classes of the parts are arguments, so the same block runs the reference
-    modules or a student's own ``RMSNorm``, ``GroupedQueryAttention`` and ``SwiGLU``.
+    The classes of the parts are arguments (:class:`Llama` passes its own), so the same
+    block runs the reference modules or a student's own ``RMSNorm``,
+    ``GroupedQueryAttention`` and ``SwiGLU``.
     """
 
-    def __init__(
-        self,
-        config: LlamaConfig,
-        norm_cls: type[nn.Module] = RMSNorm,
-        attn_cls: type[nn.Module] = GroupedQueryAttention,
-        mlp_cls: type[nn.Module] = SwiGLU,
-    ):
+    def __init__(self, config: LlamaConfig, norm_cls: type[nn.Module], attn_cls: type[nn.Module],
+                 mlp_cls: type[nn.Module]):
         super().__init__()
         self.input_layernorm = norm_cls(config.d_model, eps=config.eps)
         self.self_attn = attn_cls(
@@ -227,7 +199,8 @@ class LlamaBlock(nn.Module):
     ) -> Tensor:
         """``x (B, L, D) -> (B, L, D)``; ``cache`` as in :class:`GroupedQueryAttention`."""
         h = self.input_layernorm(x)
-        # Without a cache, call attention the way the exercise specifies it.
+        # Without a cache, call attention with (x, positions) only: a student's attention
+        # that takes no cache argument still runs here.
         attn = self.self_attn(h, positions) if cache is None else self.self_attn(h, positions, cache)
         x = x + attn
         return x + self.mlp(self.post_attention_layernorm(x))

