@@ -16,9 +16,10 @@ Four measurements, in one process so that they share the machine's state:
    position.
 4. **The kernels' floor**: the time of the step's matrix products (every linear layer's
    forward product and its two backward products, at the model's shapes) and of the fused
-   attention's forward and backward passes, run alone with nothing else. No implementation
-   of this model in float32 on this machine trains faster than that; it tells how much of
-   a step is left for everything else (norms, GELU, the loss, the optimizer, Python).
+   attention's forward and backward passes, each with nothing else around it, timed in the
+   same rounds as step 1. No float32 implementation of this model trains faster than that
+   on the same machine; the rest of a step is norms, GELU, the loss, the optimizer and
+   Python.
 
 The last line is machine-readable::
 
@@ -67,6 +68,8 @@ from __future__ import annotations
 import argparse
 import math
 import time
+from collections.abc import Callable
+from functools import partial
 
 import torch
 import torch.nn.functional as F
@@ -119,27 +122,24 @@ def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, windows: Tens
     optimizer.step()
 
 
-def compare_throughput(models: dict[str, nn.Module], data: Tensor, rounds: int = 5,
-                       steps: int = 20) -> dict[str, float]:
-    """Training tokens per second of each model: the fastest of ``rounds`` rounds of
-    ``steps`` steps, the models taking turns on the same batches."""
-    optimizers = {name: torch.optim.AdamW(m.parameters(), lr=1e-4, fused=True) for name, m in models.items()}
-    best = dict.fromkeys(models, math.inf)
+def time_steps(steps: dict[str, Callable[[Tensor], None]], data: Tensor, rounds: int = 5,
+               n_steps: int = 20) -> dict[str, float]:
+    """Seconds per step of each function of a batch ``(B, L + 1)``: the fastest of
+    ``rounds`` rounds of ``n_steps`` steps, the functions taking turns on the same batches
+    so that they share whatever else the machine is doing."""
     generator = torch.Generator().manual_seed(0)
-    batches = [get_batch(data, BATCH_SIZE, BLOCK_SIZE + 1, generator) for _ in range(steps)]
-    for model in models.values():
-        model.train()
-    with fused_kernels(models["course"]):
-        for name, model in models.items():  # warm-up: allocator and kernel caches
-            for windows in batches[:3]:
-                train_step(model, optimizers[name], windows)
-        for _ in range(rounds):
-            for name, model in models.items():
-                start = time.perf_counter()
-                for windows in batches:
-                    train_step(model, optimizers[name], windows)
-                best[name] = min(best[name], time.perf_counter() - start)
-    return {name: steps * BATCH_SIZE * BLOCK_SIZE / seconds for name, seconds in best.items()}
+    batches = [get_batch(data, BATCH_SIZE, BLOCK_SIZE + 1, generator) for _ in range(n_steps)]
+    best = dict.fromkeys(steps, math.inf)
+    for step in steps.values():  # warm-up: allocator and kernel caches
+        for windows in batches[:3]:
+            step(windows)
+    for _ in range(rounds):
+        for name, step in steps.items():
+            start = time.perf_counter()
+            for windows in batches:
+                step(windows)
+            best[name] = min(best[name], (time.perf_counter() - start) / n_steps)
+    return best
 
 
 def profile_step(model: GPT, data: Tensor, steps: int = 10, rows: int = 15) -> str:
@@ -157,10 +157,11 @@ def profile_step(model: GPT, data: Tensor, steps: int = 10, rows: int = 15) -> s
     return prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=rows)
 
 
-def kernel_floor(vocab_size: int, repeats: int = 5, steps: int = 20) -> dict[str, float]:
-    """Seconds per training step of the chapter model's matrix products and of its fused
-    attention (forward and backward), each run alone: the fastest of ``repeats`` rounds of
-    ``steps`` steps. Keys: ``"matmul"``, ``"attention"``."""
+def kernel_floor(vocab_size: int) -> dict[str, Callable[[Tensor], None]]:
+    """The work of one training step of the chapter's model that no implementation can
+    skip, as two functions of a batch (which they ignore): ``"matmul"``, every linear
+    map's forward product and its two backward products at the model's shapes, and
+    ``"attention"``, the fused attention's forward and backward passes."""
     d, heads, layers = CONFIG["d_model"], CONFIG["n_heads"], CONFIG["n_layers"]
     tokens = BATCH_SIZE * BLOCK_SIZE
     # (in, out) of every linear map in a step: Q, K and V stacked, output, the two
@@ -170,25 +171,15 @@ def kernel_floor(vocab_size: int, repeats: int = 5, steps: int = 20) -> dict[str
                 for n_in, n_out in shapes]
     q, k, v = (torch.randn(BATCH_SIZE, heads, BLOCK_SIZE, d // heads, requires_grad=True) for _ in range(3))
 
-    def products() -> None:
+    def products(_: Tensor) -> None:
         for x, w, grad in operands:  # forward, then the gradients of the input and the weight
             x @ w, grad @ w.T, x.T @ grad
 
-    def attention() -> None:
+    def attention(_: Tensor) -> None:
         for _ in range(layers):
             F.scaled_dot_product_attention(q, k, v, is_causal=True).sum().backward()
 
-    floor = {}
-    for name, work in (("matmul", products), ("attention", attention)):
-        work()  # warm-up
-        best = math.inf
-        for _ in range(repeats):
-            start = time.perf_counter()
-            for _ in range(steps):
-                work()
-            best = min(best, (time.perf_counter() - start) / steps)
-        floor[name] = best
-    return floor
+    return {"matmul": products, "attention": attention}
 
 
 def main() -> None:
@@ -209,14 +200,19 @@ def main() -> None:
           f"parameters: course {n_params['course']:,}, nn.TransformerEncoderLayer {n_params['baseline']:,}")
     if args.profile:
         print(profile_step(models["course"], corpus.train))
-    rate = compare_throughput(models, corpus.train)
+    steps = {name: partial(train_step, model.train(), torch.optim.AdamW(model.parameters(), fused=True))
+             for name, model in models.items()}
+    with fused_kernels(models["course"]):
+        seconds = time_steps(steps | kernel_floor(vocab_size), corpus.train)
+    tokens = BATCH_SIZE * BLOCK_SIZE
+    rate = {name: tokens / seconds[name] for name in models}
     print(f"throughput: course {rate['course']:,.0f} tokens/s, nn.TransformerEncoderLayer baseline "
           f"{rate['baseline']:,.0f} tokens/s, ratio {rate['course'] / rate['baseline']:.2f}")
-    floor = kernel_floor(vocab_size)
-    floor_seconds, tokens = floor["matmul"] + floor["attention"], BATCH_SIZE * BLOCK_SIZE
-    print(f"floor: the step's matrix products alone {1e3 * floor['matmul']:.1f} ms, its fused attention "
-          f"alone {1e3 * floor['attention']:.1f} ms: at most {tokens / floor_seconds:,.0f} tokens/s; "
-          f"the course's step spends {rate['course'] * floor_seconds / tokens:.0%} of its time in them")
+    floor = seconds["matmul"] + seconds["attention"]
+    print(f"floor: the step's matrix products alone {1e3 * seconds['matmul']:.1f} ms, its fused attention "
+          f"alone {1e3 * seconds['attention']:.1f} ms: at most {tokens / floor:,.0f} tokens/s; "
+          f"the course's step ({1e3 * seconds['course']:.1f} ms) spends {floor / seconds['course']:.0%} "
+          "of its time in them")
 
     torch.manual_seed(0)
     model = GPT(vocab_size, BLOCK_SIZE, **CONFIG)

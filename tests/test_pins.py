@@ -6,7 +6,8 @@ from transformer_course.pins import normalize, read_pins
 
 
 def test_reads_exact_pins_and_skips_comments(tmp_path):
-    (tmp_path / "constraints.txt").write_text("# pins\n\nTorch==2.13.0\nruamel.yaml==0.18.6  # yaml\nfoo_bar==1\n")
+    text = "# pins\n\nTorch==2.13.0\nruamel.yaml==0.18.6  # yaml\nfoo_bar==1\n"
+    (tmp_path / "constraints.txt").write_text(text)
     assert read_pins(tmp_path) == {"torch": "2.13.0", "ruamel-yaml": "0.18.6", "foo-bar": "1"}
 
 
