@@ -40,8 +40,10 @@ from torch import Tensor
 
 from transformer_course import multi_head as ref
 from transformer_course.attention import causal_mask, padding_mask, scaled_dot_product_attention
-from transformer_course.checks.core import Case, Exercise, Mistake, OutputError, build_module, randn
+from transformer_course.checks.exercise import Case, Exercise, Mistake
+from transformer_course.checks.kit import build_module, randn
 from transformer_course.checks.registry import register
+from transformer_course.checks.running import OutputError
 
 CHAPTER = "02_multi_head_attention"
 

@@ -33,8 +33,10 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from transformer_course import positional as ref
-from transformer_course.checks.core import Case, Exercise, Mistake, OutputError, build_module, randn
+from transformer_course.checks.exercise import Case, Exercise, Mistake
+from transformer_course.checks.kit import build_module, randn
 from transformer_course.checks.registry import register
+from transformer_course.checks.running import OutputError
 
 CHAPTER = "03_positional_encoding"
 

@@ -39,7 +39,8 @@ from torch import Tensor, nn
 
 from transformer_course import encoder as ref
 from transformer_course.attention import padding_mask
-from transformer_course.checks.core import Case, Exercise, Mistake, build_module, randn
+from transformer_course.checks.exercise import Case, Exercise, Mistake
+from transformer_course.checks.kit import build_module, randn
 from transformer_course.checks.registry import register
 
 CHAPTER = "04_encoder"

@@ -45,7 +45,8 @@ from torch import Tensor, nn
 from transformer_course import decoder as ref
 from transformer_course.attention import causal_mask, padding_mask
 from transformer_course.checks.ch04_encoder import random_state, run_module
-from transformer_course.checks.core import Case, Exercise, Mistake, build_module, randn
+from transformer_course.checks.exercise import Case, Exercise, Mistake
+from transformer_course.checks.kit import build_module, randn
 from transformer_course.checks.registry import register
 
 CHAPTER = "05_decoder"

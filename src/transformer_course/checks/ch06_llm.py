@@ -52,7 +52,9 @@ from torch import Tensor
 from transformer_course import bpe as ref_bpe
 from transformer_course import gpt as ref
 from transformer_course.attention import causal_mask
-from transformer_course.checks.core import Case, Exercise, Mistake, build_module, compare_tensors, randn
+from transformer_course.checks.exercise import Case, Exercise, Mistake
+from transformer_course.checks.judging import compare_tensors
+from transformer_course.checks.kit import build_module, randn
 from transformer_course.checks.registry import register
 from transformer_course.checks.stats import frequency_problem
 

@@ -34,7 +34,8 @@ from torch import Tensor
 from transformer_course import llama as ref
 from transformer_course.attention import causal_mask as ref_causal_mask
 from transformer_course.attention import scaled_dot_product_attention
-from transformer_course.checks.core import Case, Exercise, Mistake, build_module, randn
+from transformer_course.checks.exercise import Case, Exercise, Mistake
+from transformer_course.checks.kit import build_module, randn
 from transformer_course.checks.registry import register
 from transformer_course.multi_head import merge_heads, split_heads
 from transformer_course.positional import apply_rotary

@@ -11,7 +11,7 @@ import importlib
 import pkgutil
 from functools import cache
 
-from transformer_course.checks.core import Exercise
+from transformer_course.checks.exercise import Exercise
 from transformer_course.checks.rubric import rubric
 
 _EXERCISES: dict[str, Exercise] = {}
