@@ -3,12 +3,18 @@ from a case's arguments, and mistakes made from flags."""
 
 from __future__ import annotations
 
+import functools
+import math
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from transformer_course.checks.running import OutputError
+
+STATE = "state"
+"""The case argument that holds a module's weights (a state dict, or None for the
+weights the module starts with); :func:`run_module` loads it."""
 
 
 def build_module(cls: type, init: dict[str, Any], state_dict: dict[str, Tensor] | None) -> nn.Module:
@@ -56,3 +62,53 @@ def randn(generator: torch.Generator, *shape: int, dtype: torch.dtype = torch.fl
     and a float64 case with the same seed hold the same numbers)."""
     return torch.randn(*shape, generator=generator, dtype=torch.float64).to(dtype)
 
+
+def random_state(module: nn.Module, generator: torch.Generator, dtype: torch.dtype = torch.float32, *,
+                 scale: float = 1.0, fan_in: bool = True, gain: float = 0.5, bias: float = 0.5,
+                 embedding: float | None = 1.0) -> dict[str, Tensor]:
+    """Random weights for every parameter of ``module``, drawn from ``generator`` in
+    state-dict order; buffers are kept as they are.
+
+    - a matrix: ``scale * N(0, 1)``, divided by ``sqrt(fan-in)`` when ``fan_in``;
+    - an ``nn.Embedding``'s table: ``embedding * N(0, 1)`` when ``embedding`` is given
+      (a matrix otherwise);
+    - a 1-D weight (a norm's gain): ``1 + gain * N(0, 1)``, and a bias: ``bias * N(0, 1)``:
+      away from the values they start with, so that leaving one out shows.
+    """
+    params = dict(module.named_parameters(remove_duplicate=False))  # a tied head too
+    state = {}
+    for name, value in module.state_dict().items():
+        if name not in params:
+            state[name] = value.to(dtype)  # a buffer, such as a positional table
+            continue
+        noise = randn(generator, *value.shape, dtype=dtype)
+        owner = module.get_submodule(name.rpartition(".")[0])
+        if embedding is not None and isinstance(owner, nn.Embedding):
+            state[name] = embedding * noise
+        elif value.dim() > 1:
+            state[name] = scale * noise / math.sqrt(value.shape[-1]) if fan_in else scale * noise
+        elif name.endswith("weight"):
+            state[name] = 1.0 + gain * noise
+        else:
+            state[name] = bias * noise
+    return state
+
+
+def run_module(cls: type, args: dict[str, Any], *inputs: str) -> Any:
+    """Build ``cls`` from a case's ``init`` and :data:`STATE` and call it on the case's
+    arguments named ``inputs``, in that order."""
+    module = build_module(cls, args["init"], args[STATE])
+    return module(*(args[name] for name in inputs))
+
+
+def mutant(base: Any, /, **flags: Any) -> Any:
+    """A catalogued mistake made from ``base`` and flags that switch one step.
+
+    For a class: a subclass of ``base`` named like the reference class it derives from
+    (the name a student's class has), with ``flags`` as class attributes. For a
+    function: ``base`` with ``flags`` bound as keyword arguments.
+    """
+    if isinstance(base, type):
+        name = next(c.__name__ for c in base.__mro__ if not c.__name__.startswith("_"))
+        return type(name, (base,), flags)
+    return functools.partial(base, **flags)
