@@ -1,9 +1,9 @@
 """Grading in the parent process: plan the cases, drive a worker, judge the outputs.
 
 The parent is the only trusted party. It builds every input and all the data that judging
-needs (:func:`transformer_course.checks.core.prepare`) itself, sends only the inputs to the
+needs (:func:`transformer_course.checks.prepare.prepare`) itself, sends only the inputs to the
 worker, reads back tensors from safetensors files (never unpickling anything), and judges
-them with :func:`transformer_course.checks.core.judge`, the judgement of the notebooks'
+them with :func:`transformer_course.checks.judging.judge`, the judgement of the notebooks'
 ``check`` (sampled tokens come back as tensors and are judged by their distribution).
 """
 
@@ -30,9 +30,10 @@ from torch import Tensor
 import autograder
 from autograder.reader import Program, SubmissionError, imported_modules, read_submission
 from autograder.wire import load_json, load_tensors, numel_limit, pack, save_tensors
-from transformer_course.checks import VISIBLE_SEED, core
-from transformer_course.checks.core import Case, CaseResult, CheckResult, Exercise, Outcome
+from transformer_course.checks import VISIBLE_SEED, judging, prepare, running
+from transformer_course.checks.exercise import Case, Exercise
 from transformer_course.checks.registry import chapters, exercises
+from transformer_course.checks.results import CaseResult, CheckResult, Outcome
 
 HIDDEN_SEED = 1
 """Default seed of the hidden cases; instructors can choose another (``--seed``)."""
@@ -61,7 +62,7 @@ class Limits:
 class ExercisePlan:
     exercise: Exercise
     cases: list[Case]
-    data: list[dict[str, Tensor]]  # prepared data of each case (layout: core.prepare)
+    data: list[dict[str, Tensor]]  # prepared data of each case (layout: prepare.prepare)
     seeds: list[int]  # the seed of each case
     reference_seconds: float
     disable: list[tuple[str, str]]
@@ -69,7 +70,7 @@ class ExercisePlan:
     @property
     def expected(self) -> list[dict[str, Tensor]]:
         """The reference's outputs on each case."""
-        return [core.expected_outputs(d) for d in self.data]
+        return [prepare.expected_outputs(d) for d in self.data]
 
 
 _PLANS: dict[tuple[str, int], list[ExercisePlan]] = {}
@@ -93,10 +94,10 @@ def _plan(chapter: str, seed: int) -> list[ExercisePlan]:
     plans = []
     for exercise in found:
         start = time.perf_counter()
-        cases, data = core.reference_run(exercise, VISIBLE_SEED)
+        cases, data = prepare.reference_run(exercise, VISIBLE_SEED)
         cases, data, seeds = list(cases), list(data), [VISIBLE_SEED] * len(cases)
         if seed != VISIBLE_SEED:
-            hidden, hidden_data = core.reference_run(exercise, seed)
+            hidden, hidden_data = prepare.reference_run(exercise, seed)
             for case, want in zip(hidden, hidden_data, strict=True):
                 if not any(_same_args(case.args, c.args) for c in cases):
                     cases.append(Case(f"hidden: {case.name}", case.args))
@@ -163,7 +164,7 @@ def _to_disable(exercise: Exercise, chapter: list[Exercise], cases: list[Case]) 
     sys.setprofile(profile)
     try:
         for case in cases:
-            core.execute(exercise, exercise.reference, case)
+            running.execute(exercise, exercise.reference, case)
     finally:
         sys.setprofile(previous)
     return [(other.reference.__module__, other.reference.__qualname__) for other in chapter
@@ -450,7 +451,7 @@ class Grader:
                                        f"({flag}); no credit. Write it yourself.")
             result.status = "reference"
             return result, flag
-        result = core.judge(ex, plan.cases, outcomes, plan.data,
+        result = judging.judge(ex, plan.cases, outcomes, plan.data,
                             lambda: _catalogue(plan, self.seed))
         return result, None
 
@@ -479,9 +480,9 @@ def _outcome(entry: dict, tensors: dict[str, Tensor], number: int, names) -> Out
 
 def _catalogue(plan: ExercisePlan, seed: int) -> dict[str, list]:
     """The mistakes' outputs on the plan's cases, from the cached per-seed catalogues."""
-    visible = core.mistake_run(plan.exercise, VISIBLE_SEED)
-    hidden = core.mistake_run(plan.exercise, seed) if seed != VISIBLE_SEED else {}
-    hidden_cases, _ = core.reference_run(plan.exercise, seed)
+    visible = prepare.mistake_run(plan.exercise, VISIBLE_SEED)
+    hidden = prepare.mistake_run(plan.exercise, seed) if seed != VISIBLE_SEED else {}
+    hidden_cases, _ = prepare.reference_run(plan.exercise, seed)
     hidden_index = {f"hidden: {c.name}": i for i, c in enumerate(hidden_cases)}
     found: dict[str, list] = {}
     for mistake in plan.exercise.mistakes:

@@ -45,10 +45,10 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(1)
-    from transformer_course.checks import core, registry
+    from transformer_course.checks import registry, running
 
     registry.exercises()  # imports every chapter's checks and references
-    state = {"core": core}
+    state = {"running": running}
     proto.write(json.dumps({"ready": True, "pid": os.getpid()}) + "\n")
     for line in sys.stdin:
         if not line.strip():
@@ -253,7 +253,7 @@ def _grandchild(job: dict, index: int | None, excluded: dict, state: dict, timeo
         with open("probe.json", "w") as f:
             f.write(write_json({"problems": problems}))
         return
-    core = state["core"]
+    running = state["running"]
     from transformer_course.checks.registry import get
 
     report: dict = {"problems": problems, "cases": []}
@@ -264,7 +264,7 @@ def _grandchild(job: dict, index: int | None, excluded: dict, state: dict, timeo
         spec = get(exercise["name"])
         saved: dict[str, Tensor] = {}
         for number, (_name, args, limit) in enumerate(cases):
-            entry = _run_case(core, spec, obj, args, limit, sandbox)
+            entry = _run_case(running, spec, obj, args, limit, sandbox)
             for key, value in entry.pop("outputs", {}).items():
                 saved[f"c{number}/{key}"] = value
             report["cases"].append(entry)
@@ -275,10 +275,12 @@ def _grandchild(job: dict, index: int | None, excluded: dict, state: dict, timeo
         f.write(write_json(report))
 
 
-def _run_case(core, spec, obj, args, limit: int, sandbox) -> dict:
+def _run_case(running, spec, obj, args, limit: int, sandbox) -> dict:
     """One case in the confined process: outputs (plain tensors) and what went wrong."""
     import torch
     from torch import Tensor, nn
+
+    from transformer_course.checks.exercise import Case
 
     def checked_run(impl, call_args):
         raw = spec.run(impl, call_args)
@@ -287,11 +289,11 @@ def _run_case(core, spec, obj, args, limit: int, sandbox) -> dict:
             for name, value in zip(spec.outputs, values, strict=False):
                 kind = type(value)
                 if isinstance(value, Tensor) and kind is not Tensor and kind is not nn.Parameter:
-                    raise core.OutputError(
+                    raise running.OutputError(
                         f"'{name}' is a {kind.__name__} (a subclass of torch.Tensor); "
                         "return a plain torch.Tensor")
                 if kind in (Tensor, nn.Parameter) and value.numel() > limit:
-                    raise core.OutputError(
+                    raise running.OutputError(
                         f"'{name}' has shape {tuple(value.shape)}, far larger than the expected "
                         "output; it was not compared")
         return raw
@@ -300,7 +302,7 @@ def _run_case(core, spec, obj, args, limit: int, sandbox) -> dict:
     start = time.perf_counter()
     entry: dict = {}
     try:
-        outcome = core.execute(guarded, obj, core.Case("case", args))
+        outcome = running.execute(guarded, obj, Case("case", args))
     except sandbox.ReferenceSolutionUsed as err:
         return {"reference": str(err), "error": "called the course's reference solution"}
     except SystemExit as err:

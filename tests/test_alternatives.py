@@ -18,8 +18,11 @@ from alternatives import load
 from alternatives.margins import SAMPLED, differs, distribution, sampling_error_probabilities
 
 from autograder.engine import Grader, Limits
-from transformer_course.checks import core, exercises
+from transformer_course.checks import exercises
+from transformer_course.checks.judging import compare_outputs, judge
+from transformer_course.checks.prepare import case_data, mistake_run, reference_run
 from transformer_course.checks.registry import get
+from transformer_course.checks.running import execute
 
 SEEDS = range(6)  # 0: the visible cases; 1..5: hidden ones
 ALTERNATIVES = load()
@@ -37,9 +40,9 @@ def test_every_exercise_has_two_alternatives():
 def test_alternative_gets_full_marks(name, impl):
     exercise = get(name)
     for seed in SEEDS:
-        cases, data = core.reference_run(exercise, seed)
-        outcomes = [core.execute(exercise, impl, case) for case in cases]
-        result = core.judge(exercise, cases, outcomes, data, lambda s=seed: core.mistake_run(exercise, s))
+        cases, data = reference_run(exercise, seed)
+        outcomes = [execute(exercise, impl, case) for case in cases]
+        result = judge(exercise, cases, outcomes, data, lambda s=seed: mistake_run(exercise, s))
         assert result.passed and result.score == exercise.points, f"seed {seed}: {result}"
 
 
@@ -49,9 +52,9 @@ MISTAKES = [(ex, m) for ex in exercises() for m in ex.mistakes]
 @pytest.mark.parametrize("exercise, mistake", MISTAKES, ids=lambda x: getattr(x, "name", ""))
 def test_mistake_fails_wherever_it_differs(exercise, mistake):
     for seed in range(3):
-        cases, data = core.reference_run(exercise, seed)
+        cases, data = reference_run(exercise, seed)
         for case, want in zip(cases, data, strict=True):
-            theirs, _ = core.case_data(exercise, mistake.impl, case)
+            theirs, _ = case_data(exercise, mistake.impl, case)
             same_shape = theirs is not None and all(
                 theirs[k].shape == v.shape for k, v in want.items() if k.startswith("expected/"))
             if exercise.name in SAMPLED and same_shape and "probs" in theirs | want:
@@ -62,10 +65,10 @@ def test_mistake_fails_wherever_it_differs(exercise, mistake):
                     continue  # deterministic where the reference is too (top_k=1)
             elif not differs(want, theirs):
                 continue
-            outcome = core.execute(exercise, mistake.impl, case)
+            outcome = execute(exercise, mistake.impl, case)
             if outcome.outputs is None:
                 continue  # it raises: the case fails
-            problem = core.compare_outputs(exercise, want, outcome.outputs)
+            problem = compare_outputs(exercise, want, outcome.outputs)
             assert problem is not None, f"seed {seed}, {case.name!r}: the mistake passes"
 
 

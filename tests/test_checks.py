@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from transformer_course.checks import CheckResult, check, exercises
-from transformer_course.checks.core import compare_tensors
+from transformer_course.checks.judging import compare_tensors
 from transformer_course.checks.rubric import rubric
 
 ALL = exercises()
@@ -181,7 +181,7 @@ def test_check_keeps_the_thread_count(impl):
 
 
 def test_cases_do_not_depend_on_the_global_rng():
-    from transformer_course.checks.core import _CACHE, prepare
+    from transformer_course.checks.prepare import _CACHE, prepare
 
     exercise = next(e for e in ALL if e.name == "GPTBlock")
     first = prepare(exercise, 7, mistakes=False)
@@ -196,7 +196,8 @@ def test_judge_tolerance_follows_the_reference_error():
     """A LayerNorm written with var_mean passes, and the tiny-variance case, where the
     float32 reference itself is off the float64 truth, widens its tolerance by that
     error (the band)."""
-    from transformer_course.checks.core import reference_run, tolerance
+    from transformer_course.checks.judging import tolerance
+    from transformer_course.checks.prepare import reference_run
 
     class VarMeanLayerNorm(torch.nn.Module):
         def __init__(self, d_model, eps=1e-5):

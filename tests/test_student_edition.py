@@ -27,8 +27,8 @@ import torch
 
 from autograder.engine import Grader, Limits
 from transformer_course import release
-from transformer_course.checks import check, core, stored
-from transformer_course.checks.core import Case, Mistake
+from transformer_course.checks import check, prepare, stored
+from transformer_course.checks.exercise import Case, Mistake
 from transformer_course.checks.registry import _EXERCISES, chapters, exercises
 from transformer_course.student_edition import (
     ReleaseConfig,
@@ -262,7 +262,7 @@ def test_check_gives_the_same_verdicts_in_both_editions(editions, monkeypatch, e
     subjects = [exercise.reference] + [m.impl for m in exercise.mistakes]
     instructor = [_verdict(check(s, exercise.name)) for s in subjects]
     monkeypatch.setattr(stored, "STORE", editions["none"].parents[1] / "package" / "checks" / "stored")
-    monkeypatch.setattr(core, "_CACHE", {})
+    monkeypatch.setattr(prepare, "_CACHE", {})
     monkeypatch.setitem(_EXERCISES, exercise.name, _as_student(exercise))
     student = [_verdict(check(s, exercise.name)) for s in subjects]
     assert student == instructor
@@ -314,12 +314,12 @@ def test_installed_student_edition_passes_every_reference(venvs):
     names = [(e.reference.__module__, e.name) for e in exercises()]
     done = run_in(venvs["all"], f"""
         import importlib
-        from transformer_course.checks import check, core
+        from transformer_course.checks import check, prepare
 
         for module, name in {names!r}:
             result = check(getattr(importlib.import_module(module), name))
             assert result.passed, str(result)
-            assert core._CACHE[(name, 0)] is not None
+            assert prepare._CACHE[(name, 0)] is not None
         print("all passed")
     """)
     assert done.returncode == 0, done.stderr[-3000:]

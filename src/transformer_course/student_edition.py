@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from transformer_course import release
-from transformer_course.checks import VISIBLE_SEED, core, stored
+from transformer_course.checks import VISIBLE_SEED, prepare, stored
 from transformer_course.checks.registry import chapters, exercises
 from transformer_course.edition import DISTRIBUTION, PACKAGE
 
@@ -194,7 +194,7 @@ def _store_check_data(store: Path) -> list[str]:
     """Save every exercise's visible cases, expected and mistake outputs into ``store``."""
     names = []
     for exercise in exercises():
-        prepared = core.prepare(exercise, VISIBLE_SEED)
+        prepared = prepare.prepare(exercise, VISIBLE_SEED)
         stored.save({"cases": prepared.cases, "data": prepared.data, "mistakes": prepared.mistakes},
                     stored.stem(exercise.name, VISIBLE_SEED, store))
         names.append(exercise.name)

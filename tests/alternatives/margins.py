@@ -6,7 +6,10 @@ import math
 
 import torch
 
-from transformer_course.checks import core, stats
+from transformer_course.checks import stats
+from transformer_course.checks.judging import error_ratio
+from transformer_course.checks.prepare import case_data, reference_run
+from transformer_course.checks.running import execute
 
 from . import load
 
@@ -51,7 +54,7 @@ def distribution(exercise, data: dict, vocab: int) -> torch.Tensor:
 
 def _case_miss(exercise, mistake, case, want) -> float:
     """Upper bound on the probability that ``mistake`` passes one case."""
-    theirs, _ = core.case_data(exercise, mistake.impl, case)
+    theirs, _ = case_data(exercise, mistake.impl, case)
     if theirs is None or theirs["expected/tokens"].shape != want["expected/tokens"].shape:
         return 0.0  # it raises, or a wrong shape: it fails for sure
     if "probs" not in want and "probs" not in theirs:  # deterministic: every output exact
@@ -67,13 +70,13 @@ def sampling_error_probabilities(exercise, seeds=SEEDS) -> tuple[float, dict[str
     with that hidden seed risks (the visible cases, seed 0, always run too): a union bound
     on the probability that a correct sampler fails a case, and per mistake an upper
     bound on the probability that it passes every case."""
-    visible_cases, visible = core.reference_run(exercise, 0)
+    visible_cases, visible = reference_run(exercise, 0)
     per_case = {}  # (seed, index) -> {mistake: pass bound}
     false_fail, miss = 0.0, {m.name: 0.0 for m in exercise.mistakes}
     for seed in seeds:
         runs = [(0, i, c, d) for i, (c, d) in enumerate(zip(visible_cases, visible, strict=True))]
         if seed:
-            cases, data = core.reference_run(exercise, seed)
+            cases, data = reference_run(exercise, seed)
             runs += [(seed, i, c, d) for i, (c, d) in enumerate(zip(cases, data, strict=True))]
         false_fail = max(false_fail, sum(stats.false_fail_probability(d["probs"])
                                          for *_, d in runs if "probs" in d))
@@ -94,23 +97,23 @@ def margins(exercise, seeds=SEEDS, mistake_seeds=range(3)) -> dict:
     variants = load().get(exercise.chapter, {}).get(exercise.name, [])
     worst = 0.0
     for seed in seeds:
-        cases, data = core.reference_run(exercise, seed)
+        cases, data = reference_run(exercise, seed)
         for impl in variants:
             for case, want in zip(cases, data, strict=True):
-                outcome = core.execute(exercise, impl, case)
+                outcome = execute(exercise, impl, case)
                 if outcome.outputs is None:
                     worst = math.inf
                 elif exercise.name not in SAMPLED:
-                    worst = max(worst, core.error_ratio(exercise, want, outcome.outputs))
+                    worst = max(worst, error_ratio(exercise, want, outcome.outputs))
     closest = math.inf
     if exercise.name not in SAMPLED:
         for seed in mistake_seeds:
-            cases, data = core.reference_run(exercise, seed)
+            cases, data = reference_run(exercise, seed)
             for mistake in exercise.mistakes:
                 for case, want in zip(cases, data, strict=True):
-                    theirs, _ = core.case_data(exercise, mistake.impl, case)
+                    theirs, _ = case_data(exercise, mistake.impl, case)
                     if theirs is None or not differs(want, theirs):
                         continue
-                    outputs = core.execute(exercise, mistake.impl, case).outputs
-                    closest = min(closest, core.error_ratio(exercise, want, outputs))
+                    outputs = execute(exercise, mistake.impl, case).outputs
+                    closest = min(closest, error_ratio(exercise, want, outputs))
     return {"alternatives": len(variants), "worst_correct": worst, "closest_mistake": closest}

@@ -9,8 +9,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from transformer_course.checks.core import CheckResult, execute, judge, mistake_run, reference_run
+from transformer_course.checks.judging import judge
+from transformer_course.checks.prepare import mistake_run, reference_run
 from transformer_course.checks.registry import exercises, get
+from transformer_course.checks.results import CheckResult
+from transformer_course.checks.running import execute
 
 VISIBLE_SEED = 0
 """Seed of the visible cases that ``check`` runs (the autograder adds hidden ones)."""

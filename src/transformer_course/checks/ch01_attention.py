@@ -40,7 +40,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from transformer_course import attention as ref
-from transformer_course.checks.core import Case, Exercise, Mistake, randn
+from transformer_course.checks.exercise import Case, Exercise, Mistake
+from transformer_course.checks.kit import randn
 from transformer_course.checks.registry import register
 
 CHAPTER = "01_attention"

@@ -40,8 +40,10 @@ from torch import Tensor
 
 from transformer_course import multi_head as ref
 from transformer_course.attention import causal_mask, padding_mask, scaled_dot_product_attention
-from transformer_course.checks.core import Case, Exercise, Mistake, OutputError, build_module, randn
+from transformer_course.checks.exercise import Case, Exercise, Mistake
+from transformer_course.checks.kit import STATE, build_module, mutant, randn, random_state
 from transformer_course.checks.registry import register
+from transformer_course.checks.running import OutputError
 
 CHAPTER = "02_multi_head_attention"
 
@@ -159,17 +161,13 @@ def _mha_case(g: torch.Generator, name: str, *, batch: int, l_q: int, l_k: int, 
         init["dropout"] = dropout
     # Random weights with a spread that gives peaked but not one-hot attention; the
     # biases are large enough that forgetting one shows.
-    state = {}
-    for proj in ("w_q", "w_k", "w_v", "w_o"):
-        state[f"{proj}.weight"] = randn(g, d_model, d_model, dtype=dtype) * (1.5 / math.sqrt(d_model))
-        if bias:
-            state[f"{proj}.bias"] = randn(g, d_model, dtype=dtype) * 0.3
+    state = random_state(ref.MultiHeadAttention(**init), g, dtype, scale=1.5, bias=0.3)
     query = randn(g, batch, l_q, d_model, dtype=dtype)
     if cross:
         key, value = randn(g, batch, l_k, d_model, dtype=dtype), randn(g, batch, l_k, d_model, dtype=dtype)
     else:
         key = value = query
-    return Case(name, {"init": init, "state_dict": state, "query": query, "key": key,
+    return Case(name, {"init": init, STATE: state, "query": query, "key": key,
                        "value": value, "mask": mask})
 
 
@@ -206,7 +204,7 @@ def _mha_cases(seed: int) -> list[Case]:
 
 
 def _run_mha(cls: Any, a: dict[str, Any]) -> tuple[Tensor, Tensor]:
-    module = build_module(cls, a["init"], a["state_dict"])
+    module = build_module(cls, a["init"], a[STATE])
     out = module(a["query"], a["key"], a["value"], mask=a["mask"])
     weights = getattr(module, "attn_weights", None)
     if not isinstance(weights, Tensor):
@@ -245,11 +243,6 @@ class _MHAMutant(ref.MultiHeadAttention):
         return merged if self.no_output_projection else self.w_o(merged)
 
 
-def _mutant(**flags: bool) -> type:
-    name = "MultiHeadAttention"  # the name a student's class has
-    return type(name, (_MHAMutant,), dict(flags))
-
-
 MHA = Exercise(
     name="MultiHeadAttention",
     chapter=CHAPTER,
@@ -261,31 +254,31 @@ MHA = Exercise(
         Mistake("heads split without transpose",
                 "Heads split without the transpose: (B, L, D) reshaped straight to "
                 "(B, H, L, Dh) mixes positions across heads. Use split_heads (view as "
-                "(B, L, H, Dh), then transpose(1, 2)).", _mutant(split_without_transpose=True)),
+                "(B, L, H, Dh), then transpose(1, 2)).", mutant(_MHAMutant, split_without_transpose=True)),
         Mistake("merge without transpose",
                 "Heads merged without the transpose: (B, H, L, Dh) reshaped straight to "
                 "(B, L, D) mixes positions. Use merge_heads (transpose(1, 2), then reshape).",
-                _mutant(merge_without_transpose=True)),
+                mutant(_MHAMutant, merge_without_transpose=True)),
         Mistake("scaled by sqrt(d_model)",
                 "The scores are divided by sqrt(d_model); each head works in d_head = "
                 "d_model // n_heads dimensions, so divide by sqrt(d_head) (chapter 01's "
                 "attention does this when it is given the split q and k).",
-                _mutant(scale_by_d_model=True)),
+                mutant(_MHAMutant, scale_by_d_model=True)),
         Mistake("no output projection",
                 "The output projection is missing: pass the merged heads through self.w_o.",
-                _mutant(no_output_projection=True)),
+                mutant(_MHAMutant, no_output_projection=True)),
         Mistake("query and key projections swapped",
                 "The query and key projections are swapped: queries come from w_q(query), "
-                "keys from w_k(key).", _mutant(swap_q_k=True)),
+                "keys from w_k(key).", mutant(_MHAMutant, swap_q_k=True)),
         Mistake("3-D mask without head dimension",
                 "A (B, L_q, L_k) mask broadcast against the (B, H, L_q, L_k) scores lines its "
                 "batch dimension up with the heads. Add the head dimension first: "
-                "mask.unsqueeze(1) for a 3-D mask.", _mutant(mask_without_head_dim=True)),
+                "mask.unsqueeze(1) for a 3-D mask.", mutant(_MHAMutant, mask_without_head_dim=True)),
         Mistake("dropout in eval mode",
                 "Dropout changes the output in eval mode: F.dropout(weights, p) drops "
                 "whatever the mode (its training argument defaults to True). Use the "
                 "nn.Dropout module (self.dropout(weights)), or pass training=self.training.",
-                _mutant(dropout_always=True)),
+                mutant(_MHAMutant, dropout_always=True)),
     ],
 )
 

@@ -33,8 +33,10 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from transformer_course import positional as ref
-from transformer_course.checks.core import Case, Exercise, Mistake, OutputError, build_module, randn
+from transformer_course.checks.exercise import Case, Exercise, Mistake
+from transformer_course.checks.kit import STATE, build_module, mutant, randn, random_state, run_module
 from transformer_course.checks.registry import register
+from transformer_course.checks.running import OutputError
 
 CHAPTER = "03_positional_encoding"
 
@@ -151,11 +153,7 @@ class _PEMutant(ref.PositionalEncoding):
             return x * math.sqrt(self.pe.size(-1)) + self.pe[: x.size(1)]
         if self.mistake == "dropout always":  # F.dropout's training=True default
             return F.dropout(x + self.pe[: x.size(1)], self.dropout.p)
-        raise AssertionError(self.mistake)
-
-
-def _pe_mutant(mistake: str) -> type:
-    return type("PositionalEncoding", (_PEMutant,), {"mistake": mistake})
+        return super().forward(x)  # no mistake: the reference
 
 
 POSITIONAL_ENCODING = Exercise(
@@ -169,21 +167,22 @@ POSITIONAL_ENCODING = Exercise(
         Mistake("sliced along the batch",
                 "pe[:x.size(0)] takes as many rows as the batch has sequences; the table is "
                 "indexed by position, x.size(1) (x is batch-first, (B, L, D)).",
-                _pe_mutant("batch slice")),
+                mutant(_PEMutant, mistake="batch slice")),
         Mistake("input not added",
                 "forward returns the table alone; it should return x + pe[:L].",
-                _pe_mutant("not added")),
+                mutant(_PEMutant, mistake="not added")),
         Mistake("input scaled by sqrt(d_model)",
                 "x is multiplied by sqrt(d_model); that scaling belongs to the token "
-                "embedding (chapter 04), not here: return x + pe[:L].", _pe_mutant("scaled")),
+                "embedding (chapter 04), not here: return x + pe[:L].", mutant(_PEMutant, mistake="scaled")),
         Mistake("pe stored as (1, max_len, d_model)",
                 "The buffer pe has an extra leading dimension; store it as "
                 "(max_len, d_model), the shape later chapters load by name, and slice "
-                "pe[:L].", _pe_mutant("3-D buffer")),
+                "pe[:L].", mutant(_PEMutant, mistake="3-D buffer")),
         Mistake("dropout in eval mode",
                 "Dropout changes the output in eval mode: F.dropout(x, p) drops whatever the "
                 "mode (its training argument defaults to True). Apply the nn.Dropout module "
-                "created in __init__ (self.dropout(x + pe[:L])).", _pe_mutant("dropout always")),
+                "created in __init__ (self.dropout(x + pe[:L])).",
+                mutant(_PEMutant, mistake="dropout always")),
     ],
 )
 
@@ -194,9 +193,9 @@ def _learned_cases(seed: int) -> list[Case]:
     g = torch.Generator().manual_seed(seed)
 
     def case(name, max_len, d_model, shape, dtype=torch.float32):
-        state = {"embedding.weight": randn(g, max_len, d_model, dtype=dtype)}
-        return Case(name, {"init": {"max_len": max_len, "d_model": d_model},
-                           "state_dict": state, "x": randn(g, *shape, dtype=dtype)})
+        init = {"max_len": max_len, "d_model": d_model}
+        state = random_state(ref.LearnedPositionalEmbedding(**init), g, dtype)
+        return Case(name, {"init": init, STATE: state, "x": randn(g, *shape, dtype=dtype)})
 
     return [
         case("max_len=10, x (2, 6, 8)", 10, 8, (2, 6, 8)),
@@ -216,11 +215,7 @@ class _LearnedMutant(ref.LearnedPositionalEmbedding):
             return x + self.embedding(torch.arange(x.size(0)))
         if self.mistake == "not added":
             return self.embedding(torch.arange(length))
-        raise AssertionError(self.mistake)
-
-
-def _learned_mutant(mistake: str) -> type:
-    return type("LearnedPositionalEmbedding", (_LearnedMutant,), {"mistake": mistake})
+        return super().forward(x)  # no mistake: the reference
 
 
 LEARNED = Exercise(
@@ -228,17 +223,17 @@ LEARNED = Exercise(
     chapter=CHAPTER,
     reference=ref.LearnedPositionalEmbedding,
     make_cases=_learned_cases,
-    run=lambda cls, a: build_module(cls, a["init"], a["state_dict"])(a["x"]),
+    run=lambda cls, a: run_module(cls, a, "x"),
     mistakes=[
         Mistake("positions from 1",
                 "Positions are counted from 1; the first token has position 0: "
-                "self.embedding(torch.arange(L)).", _learned_mutant("from 1")),
+                "self.embedding(torch.arange(L)).", mutant(_LearnedMutant, mistake="from 1")),
         Mistake("sliced along the batch",
                 "You look up positions 0..B-1 (x.size(0)); the positions are 0..L-1, "
-                "L = x.size(1).", _learned_mutant("batch slice")),
+                "L = x.size(1).", mutant(_LearnedMutant, mistake="batch slice")),
         Mistake("input not added",
                 "forward returns the position embeddings alone; return x + embedding(0..L-1).",
-                _learned_mutant("not added")),
+                mutant(_LearnedMutant, mistake="not added")),
     ],
 )
 

@@ -39,37 +39,12 @@ from torch import Tensor, nn
 
 from transformer_course import encoder as ref
 from transformer_course.attention import padding_mask
-from transformer_course.checks.core import Case, Exercise, Mistake, build_module, randn
+from transformer_course.checks.exercise import Case, Exercise, Mistake
+from transformer_course.checks.kit import STATE, mutant, randn, random_state, run_module
 from transformer_course.checks.registry import register
 
 CHAPTER = "04_encoder"
 F64 = torch.float64
-
-
-def random_state(module: torch.nn.Module, g: torch.Generator, dtype=torch.float32,
-                 scale: float = 0.5) -> dict[str, Tensor]:
-    """A state dict for ``module`` with every parameter drawn from ``g``: LayerNorm
-    weights around 1 and biases away from 0, so that ignoring them shows; buffers kept."""
-    params = dict(module.named_parameters())
-    state = {}
-    for name, value in module.state_dict().items():
-        if name not in params:
-            state[name] = value.to(dtype)  # buffers such as the positional table
-        elif "norm" in name and name.endswith("weight"):
-            state[name] = 1.0 + 0.5 * randn(g, *value.shape, dtype=dtype)
-        elif name.endswith("bias"):
-            state[name] = 0.5 * randn(g, *value.shape, dtype=dtype)
-        else:
-            state[name] = scale * randn(g, *value.shape, dtype=dtype) / math.sqrt(value.shape[-1])
-            if name.startswith("embed"):
-                state[name] = randn(g, *value.shape, dtype=dtype)
-    return state
-
-
-def run_module(cls, args, *inputs: str):
-    """Build ``cls`` with the case's init and weights and call it on the named inputs."""
-    module = build_module(cls, args["init"], args["state"])
-    return module(*(args[name] for name in inputs))
 
 
 # --------------------------------------------------------------------------- LayerNorm
@@ -82,7 +57,7 @@ def _layernorm_cases(seed: int) -> list[Case]:
         d = shape[-1]
         state = {"weight": 1.0 + 0.5 * randn(g, d, dtype=dtype), "bias": randn(g, d, dtype=dtype)}
         x = scale * randn(g, *shape, dtype=dtype) + 3.0
-        return Case(name, {"init": {"d_model": d, "eps": eps}, "state": state, "x": x})
+        return Case(name, {"init": {"d_model": d, "eps": eps}, STATE: state, "x": x})
 
     return [
         case("(2, 5, 8), non-trivial weight and bias", (2, 5, 8)),
@@ -90,7 +65,7 @@ def _layernorm_cases(seed: int) -> list[Case]:
         case("(4, 16), eps=0.5 (where eps goes matters)", (4, 16), eps=0.5),
         case("(2, 3, 5), tiny variance (inputs x 1e-3), eps=1e-3", (2, 3, 5), eps=1e-3, scale=1e-3),
         Case("default eps, weight and bias as initialised (ones, zeros): (3, 4) x 1e-3",
-             {"init": {"d_model": 4}, "state": None, "x": 1e-3 * randn(g, 3, 4) - 2.0}),
+             {"init": {"d_model": 4}, STATE: None, "x": 1e-3 * randn(g, 3, 4) - 2.0}),
     ]
 
 
@@ -177,7 +152,7 @@ def _ff_cases(seed: int) -> list[Case]:
         if dropout is not None:
             init["dropout"] = dropout
         state = random_state(ref.FeedForward(**init), g, dtype, scale=1.5)
-        return Case(name, {"init": init, "state": state, "x": randn(g, *shape, d_model, dtype=dtype)})
+        return Case(name, {"init": init, STATE: state, "x": randn(g, *shape, d_model, dtype=dtype)})
 
     return [
         case("relu, (2, 5, 8) -> d_ff 32", 8, 32, "relu", (2, 5)),
@@ -189,26 +164,27 @@ def _ff_cases(seed: int) -> list[Case]:
     ]
 
 
-def _ff_variant(activation):
-    class Variant(ref.FeedForward):
-        def forward(self, x):
-            return self.linear2(activation(self, self.linear1(x)))
+class _FeedForwardMutant(ref.FeedForward):
+    """The reference feed-forward network with one step done wrong (a flag)."""
 
-    return Variant
+    approximate = "none"  # "tanh": GELU's tanh approximation
+    always_relu = False
+    no_activation = False
+    activation_last = False
+    dropout_always = False  # F.dropout's training=True default, whatever the mode
 
+    def act(self, h: Tensor) -> Tensor:
+        if self.no_activation:
+            return h
+        if self.always_relu or self.activation == "relu":
+            return F.relu(h)
+        return F.gelu(h, approximate=self.approximate)
 
-def _gelu_or_relu(ff, h, approximate="none"):
-    return F.relu(h) if ff.activation == "relu" else F.gelu(h, approximate=approximate)
-
-
-class _FFDropoutAlways(ref.FeedForward):
-    def forward(self, x):  # F.dropout's training=True default, whatever the mode
-        return self.linear2(F.dropout(_gelu_or_relu(self, self.linear1(x)), self.dropout.p))
-
-
-class _FFActivationLast(ref.FeedForward):
     def forward(self, x):
-        return _gelu_or_relu(self, self.linear2(self.linear1(x)))
+        if self.activation_last:
+            return self.act(self.linear2(self.linear1(x)))
+        h = self.act(self.linear1(x))
+        return self.linear2(F.dropout(h, self.dropout.p) if self.dropout_always else h)
 
 
 FEED_FORWARD = Exercise(
@@ -221,21 +197,22 @@ FEED_FORWARD = Exercise(
         Mistake("tanh GELU",
                 "You use the tanh approximation of GELU; the exercise asks for the exact, "
                 "erf-based GELU (F.gelu(x), approximate='none').",
-                _ff_variant(lambda ff, h: _gelu_or_relu(ff, h, approximate="tanh"))),
+                mutant(_FeedForwardMutant, approximate="tanh")),
         Mistake("always ReLU",
                 "activation='gelu' is ignored: pick ReLU or GELU from self.activation.",
-                _ff_variant(lambda ff, h: F.relu(h))),
+                mutant(_FeedForwardMutant, always_relu=True)),
         Mistake("no activation",
                 "There is no non-linearity between the two linear layers, so the network is "
                 "one linear map: apply the activation to linear1's output.",
-                _ff_variant(lambda ff, h: h)),
+                mutant(_FeedForwardMutant, no_activation=True)),
         Mistake("activation after linear2",
                 "The activation comes after linear2; it belongs between linear1 and linear2.",
-                _FFActivationLast),
+                mutant(_FeedForwardMutant, activation_last=True)),
         Mistake("dropout in eval mode",
                 "Dropout changes the output in eval mode: F.dropout(h, p) drops whatever the "
                 "mode (its training argument defaults to True). Apply the nn.Dropout module "
-                "(self.dropout(h)), which does nothing after model.eval().", _FFDropoutAlways),
+                "(self.dropout(h)), which does nothing after model.eval().",
+                mutant(_FeedForwardMutant, dropout_always=True)),
     ],
 )
 
@@ -253,7 +230,7 @@ def _encoder_layer_cases(seed: int) -> list[Case]:
             init = {"d_model": 16, "n_heads": 4, "d_ff": 32, "dropout": 0.5}
         state = random_state(ref.EncoderLayer(**init), g, dtype, scale=1.5)
         mask = None if lengths is None else padding_mask(torch.tensor(lengths), length)
-        return Case(name, {"init": init, "state": state,
+        return Case(name, {"init": init, STATE: state,
                            "x": randn(g, batch, length, 16, dtype=dtype), "mask": mask})
 
     return [
@@ -269,34 +246,27 @@ def _encoder_layer_cases(seed: int) -> list[Case]:
     ]
 
 
-def _encoder_layer_variant(block):
-    class Variant(ref.EncoderLayer):
-        def forward(self, x, mask=None):
-            return block(self, x, mask)
+class _EncoderLayerMutant(ref.EncoderLayer):
+    """The reference layer with one step done wrong (a flag)."""
 
-    return Variant
+    pre_norm = None  # None: as norm_first says; True or False: always that
+    residual = True  # around the attention sub-layer
+    norm_outside = False  # post-norm as x + norm(sublayer(x))
+    pass_mask = True
 
-
-def _post(layer, x, mask, attn_mask="given", residual=True, norm_outside=False):
-    a = layer.self_attn(x, x, x, mask if attn_mask == "given" else None)
-    if norm_outside:
-        x = x + layer.norm1(a)
-        return x + layer.norm2(layer.ff(x))
-    x = layer.norm1(x + a if residual else a)
-    return layer.norm2(x + layer.ff(x))
-
-
-def _pre(layer, x, mask, attn_mask="given", residual=True):
-    h = layer.norm1(x)
-    a = layer.self_attn(h, h, h, mask if attn_mask == "given" else None)
-    x = x + a if residual else a
-    return x + layer.ff(layer.norm2(x))
-
-
-def _by_norm(post_kwargs=None, pre_kwargs=None):
-    return lambda layer, x, mask: (
-        _pre(layer, x, mask, **(pre_kwargs or {})) if layer.norm_first
-        else _post(layer, x, mask, **(post_kwargs or {})))
+    def forward(self, x, mask=None):
+        mask = mask if self.pass_mask else None
+        if self.norm_first if self.pre_norm is None else self.pre_norm:
+            h = self.norm1(x)
+            a = self.self_attn(h, h, h, mask)
+            x = x + a if self.residual else a
+            return x + self.ff(self.norm2(x))
+        a = self.self_attn(x, x, x, mask)
+        if self.norm_outside:
+            x = x + self.norm1(a)
+            return x + self.norm2(self.ff(x))
+        x = self.norm1(x + a if self.residual else a)
+        return self.norm2(x + self.ff(x))
 
 
 class _EncoderLayerDefaultEps(ref.EncoderLayer):
@@ -316,24 +286,24 @@ ENCODER_LAYER = Exercise(
         Mistake("always pre-norm",
                 "With norm_first=False (post-norm, the original paper) normalise after the "
                 "residual sum: x = norm1(x + self_attn(x, x, x, mask)). You compute pre-norm.",
-                _encoder_layer_variant(lambda layer, x, mask: _pre(layer, x, mask))),
+                mutant(_EncoderLayerMutant, pre_norm=True)),
         Mistake("always post-norm",
                 "With norm_first=True (pre-norm) normalise the sub-layer's input and add the "
                 "raw x: x = x + self_attn(h, h, h, mask) with h = norm1(x). You compute "
                 "post-norm.",
-                _encoder_layer_variant(lambda layer, x, mask: _post(layer, x, mask))),
+                mutant(_EncoderLayerMutant, pre_norm=False)),
         Mistake("missing residual",
                 "The attention sub-layer has no residual connection: add its input back "
                 "(x + sublayer(x)) before (post-norm) or after (pre-norm) normalising.",
-                _encoder_layer_variant(_by_norm({"residual": False}, {"residual": False}))),
+                mutant(_EncoderLayerMutant, residual=False)),
         Mistake("norm inside the residual",
                 "You compute x + norm(sublayer(x)); post-norm is norm(x + sublayer(x)): "
                 "normalise the sum.",
-                _encoder_layer_variant(_by_norm({"norm_outside": True}))),
+                mutant(_EncoderLayerMutant, norm_outside=True)),
         Mistake("mask not passed",
                 "The mask does not reach the self-attention, so tokens attend to padding: "
                 "pass it as self_attn(q, k, v, mask).",
-                _encoder_layer_variant(_by_norm({"attn_mask": None}, {"attn_mask": None}))),
+                mutant(_EncoderLayerMutant, pass_mask=False)),
         Mistake("eps not passed to the norms",
                 "The layer's eps does not reach its LayerNorms, which use their default: "
                 "create them as LayerNorm(d_model, eps).", _EncoderLayerDefaultEps),
@@ -349,10 +319,10 @@ def _encoder_cases(seed: int) -> list[Case]:
     def case(name, norm_first, activation, batch, length, lengths=None, dtype=torch.float32):
         init = {"vocab_size": 11, "d_model": 16, "n_heads": 2, "d_ff": 24, "n_layers": 2,
                 "max_len": 32, "activation": activation, "norm_first": norm_first}
-        state = random_state(ref.Encoder(**init), g, dtype)
+        state = random_state(ref.Encoder(**init), g, dtype, scale=0.5)
         ids = torch.randint(0, 11, (batch, length), generator=g)
         mask = None if lengths is None else padding_mask(torch.tensor(lengths), length)
-        return Case(name, {"init": init, "state": state, "src_ids": ids, "mask": mask})
+        return Case(name, {"init": init, STATE: state, "src_ids": ids, "mask": mask})
 
     return [
         case("post-norm, 2 layers, no mask", False, "relu", 2, 6),
@@ -361,22 +331,26 @@ def _encoder_cases(seed: int) -> list[Case]:
     ]
 
 
-def _encoder_variant(scale=True, pass_mask=True, final_norm=True, chain=True,
-                     always_norm=False):
-    class Variant(ref.Encoder):
-        def __init__(self, *args, **kwargs):
-            super().__init__(*args, **kwargs)
-            if always_norm:
-                self.norm = ref.LayerNorm(self.d_model)
+class _EncoderMutant(ref.Encoder):
+    """The reference encoder with one step left out or done wrong (a flag)."""
 
-        def forward(self, src_ids, mask=None):
-            x = self.embed(src_ids) * (math.sqrt(self.d_model) if scale else 1.0)
-            x = start = self.pos(x)
-            for layer in self.layers:
-                x = layer(x if chain else start, mask if pass_mask else None)
-            return self.norm(x) if (self.norm is not None and final_norm) else x
+    scale_embedding = True
+    pass_mask = True
+    final_norm = True
+    chain_layers = True
+    norm_always = False  # a final norm after post-norm layers too
 
-    return Variant
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.norm_always:
+            self.norm = ref.LayerNorm(self.d_model)
+
+    def forward(self, src_ids, mask=None):
+        x = self.embed(src_ids) * (math.sqrt(self.d_model) if self.scale_embedding else 1.0)
+        x = start = self.pos(x)
+        for layer in self.layers:
+            x = layer(x if self.chain_layers else start, mask if self.pass_mask else None)
+        return self.norm(x) if (self.norm is not None and self.final_norm) else x
 
 
 ENCODER = Exercise(
@@ -388,21 +362,21 @@ ENCODER = Exercise(
     mistakes=[
         Mistake("embedding not scaled",
                 "Multiply the token embeddings by sqrt(d_model) before adding the positional "
-                "encoding, as the original paper does.", _encoder_variant(scale=False)),
+                "encoding, as the original paper does.", mutant(_EncoderMutant, scale_embedding=False)),
         Mistake("mask not passed down",
                 "The mask does not reach the layers: call layer(x, mask) for every layer.",
-                _encoder_variant(pass_mask=False)),
+                mutant(_EncoderMutant, pass_mask=False)),
         Mistake("no final norm",
                 "With pre-norm layers (norm_first=True) the stack ends with the final "
                 "LayerNorm self.norm; apply it to the last layer's output.",
-                _encoder_variant(final_norm=False)),
+                mutant(_EncoderMutant, final_norm=False)),
         Mistake("layers not chained",
                 "Every layer reads the embeddings; each layer must read the previous layer's "
-                "output (x = layer(x, mask)).", _encoder_variant(chain=False)),
+                "output (x = layer(x, mask)).", mutant(_EncoderMutant, chain_layers=False)),
         Mistake("final norm after post-norm layers",
                 "A post-norm stack (norm_first=False) already ends in a LayerNorm: its last "
                 "layer's norm2. Create the final self.norm only when norm_first is True "
-                "(self.norm = None otherwise).", _encoder_variant(always_norm=True)),
+                "(self.norm = None otherwise).", mutant(_EncoderMutant, norm_always=True)),
     ],
 )
 

@@ -44,8 +44,8 @@ from torch import Tensor, nn
 
 from transformer_course import decoder as ref
 from transformer_course.attention import causal_mask, padding_mask
-from transformer_course.checks.ch04_encoder import random_state, run_module
-from transformer_course.checks.core import Case, Exercise, Mistake, build_module, randn
+from transformer_course.checks.exercise import Case, Exercise, Mistake
+from transformer_course.checks.kit import STATE, build_module, mutant, randn, random_state, run_module
 from transformer_course.checks.registry import register
 
 CHAPTER = "05_decoder"
@@ -74,7 +74,7 @@ def _decoder_layer_cases(seed: int) -> list[Case]:
         if norm_first is None:  # the defaults: relu, post-norm, eps 1e-5
             init = {"d_model": 16, "n_heads": 4, "d_ff": 32, **extra}
         state = random_state(ref.DecoderLayer(**init), g, dtype, scale=1.5)
-        return Case(name, {"init": init, "state": state,
+        return Case(name, {"init": init, STATE: state,
                            "x": randn(g, batch, l_tgt, 16, dtype=dtype),
                            "memory": randn(g, batch, l_src, 16, dtype=dtype),
                            "tgt_mask": tgt_mask, "memory_mask": _mask(src_lengths, l_src)})
@@ -95,42 +95,40 @@ def _decoder_layer_cases(seed: int) -> list[Case]:
     ]
 
 
-def _dl_forward(layer, x, memory, tgt_mask, memory_mask, *, norm_first=None, self_mask="given",
-                cross="memory", cross_mask="given", residual=True, norm_outside=False):
-    """The decoder layer with one thing changed (the keyword that is not the default)."""
-    pre = layer.norm_first if norm_first is None else norm_first
-    if self_mask == "causal if None" and tgt_mask is None:
-        tgt_mask = causal_mask(x.size(1))
-    s_mask = None if self_mask is None else tgt_mask
-    c_mask = None if cross_mask is None else memory_mask
+class _DecoderLayerMutant(ref.DecoderLayer):
+    """The reference layer with one step done wrong (a flag)."""
 
-    def cross_attn(h):
-        if cross == "self":
-            return layer.cross_attn(h, h, h, tgt_mask)
-        return layer.cross_attn(h, memory, memory, c_mask)
+    pre_norm = None  # None: as norm_first says; True or False: always that
+    self_mask = "given"  # or None (tgt_mask ignored) or "causal if None"
+    cross_to_self = False  # the cross-attention reads the decoder's own states
+    cross_mask = True  # memory_mask reaches the cross-attention
+    residual = True  # around the cross-attention sub-layer
+    norm_outside = False  # post-norm as x + norm(sublayer(x))
 
-    if pre:
-        h = layer.norm1(x)
-        x = x + layer.self_attn(h, h, h, s_mask)
-        a = cross_attn(layer.norm2(x))
-        x = x + a if residual else a
-        return x + layer.ff(layer.norm3(x))
-    if norm_outside:
-        x = x + layer.norm1(layer.self_attn(x, x, x, s_mask))
-        x = x + layer.norm2(cross_attn(x))
-        return x + layer.norm3(layer.ff(x))
-    x = layer.norm1(x + layer.self_attn(x, x, x, s_mask))
-    a = cross_attn(x)
-    x = layer.norm2(x + a if residual else a)
-    return layer.norm3(x + layer.ff(x))
+    def forward(self, x, memory, tgt_mask=None, memory_mask=None):
+        if self.self_mask == "causal if None" and tgt_mask is None:
+            tgt_mask = causal_mask(x.size(1))
+        s_mask = None if self.self_mask is None else tgt_mask
 
+        def cross_attn(h):
+            if self.cross_to_self:
+                return self.cross_attn(h, h, h, tgt_mask)
+            return self.cross_attn(h, memory, memory, memory_mask if self.cross_mask else None)
 
-def _dl_variant(**change):
-    class Variant(ref.DecoderLayer):
-        def forward(self, x, memory, tgt_mask=None, memory_mask=None):
-            return _dl_forward(self, x, memory, tgt_mask, memory_mask, **change)
-
-    return Variant
+        if self.norm_first if self.pre_norm is None else self.pre_norm:
+            h = self.norm1(x)
+            x = x + self.self_attn(h, h, h, s_mask)
+            a = cross_attn(self.norm2(x))
+            x = x + a if self.residual else a
+            return x + self.ff(self.norm3(x))
+        if self.norm_outside:
+            x = x + self.norm1(self.self_attn(x, x, x, s_mask))
+            x = x + self.norm2(cross_attn(x))
+            return x + self.norm3(self.ff(x))
+        x = self.norm1(x + self.self_attn(x, x, x, s_mask))
+        a = cross_attn(x)
+        x = self.norm2(x + a if self.residual else a)
+        return self.norm3(x + self.ff(x))
 
 
 class _DecoderLayerDefaultEps(ref.DecoderLayer):
@@ -150,31 +148,31 @@ DECODER_LAYER = Exercise(
         Mistake("cross-attention to itself",
                 "The cross-attention attends to the decoder's own states; its keys and values "
                 "come from the encoder: cross_attn(x, memory, memory, memory_mask).",
-                _dl_variant(cross="self")),
+                mutant(_DecoderLayerMutant, cross_to_self=True)),
         Mistake("memory_mask not used",
                 "The source padding mask does not reach the cross-attention, so the decoder "
                 "reads the encoder's padding: pass memory_mask to cross_attn.",
-                _dl_variant(cross_mask=None)),
+                mutant(_DecoderLayerMutant, cross_mask=False)),
         Mistake("tgt_mask not used",
                 "The self-attention ignores tgt_mask, so each position sees the future "
-                "tokens: pass tgt_mask to self_attn.", _dl_variant(self_mask=None)),
+                "tokens: pass tgt_mask to self_attn.", mutant(_DecoderLayerMutant, self_mask=None)),
         Mistake("causal mask added by the layer",
                 "A bare DecoderLayer applies only the masks it is given; the Decoder "
                 "supplies the causal mask. Don't build one here when tgt_mask is None.",
-                _dl_variant(self_mask="causal if None")),
+                mutant(_DecoderLayerMutant, self_mask="causal if None")),
         Mistake("always pre-norm",
                 "With norm_first=False (post-norm) normalise after each residual sum: "
                 "x = norm1(x + self_attn(x, x, x, tgt_mask)), and so on. You compute pre-norm.",
-                _dl_variant(norm_first=True)),
+                mutant(_DecoderLayerMutant, pre_norm=True)),
         Mistake("always post-norm",
                 "With norm_first=True (pre-norm) each sub-layer reads norm(x) and its output "
-                "is added to the raw x. You compute post-norm.", _dl_variant(norm_first=False)),
+                "is added to the raw x. You compute post-norm.", mutant(_DecoderLayerMutant, pre_norm=False)),
         Mistake("missing residual",
                 "The cross-attention sub-layer has no residual connection: add its input "
-                "back (x + cross_attn(...)).", _dl_variant(residual=False)),
+                "back (x + cross_attn(...)).", mutant(_DecoderLayerMutant, residual=False)),
         Mistake("norm inside the residual",
                 "You compute x + norm(sublayer(x)); post-norm is norm(x + sublayer(x)).",
-                _dl_variant(norm_outside=True)),
+                mutant(_DecoderLayerMutant, norm_outside=True)),
         Mistake("eps not passed to the norms",
                 "The layer's eps does not reach its LayerNorms, which use their default: "
                 "create them as LayerNorm(d_model, eps).", _DecoderLayerDefaultEps),
@@ -191,8 +189,8 @@ def _decoder_cases(seed: int) -> list[Case]:
              dtype=torch.float32):
         init = {"vocab_size": 9, "d_model": 16, "n_heads": 2, "d_ff": 24, "n_layers": 2,
                 "max_len": 32, "activation": activation, "norm_first": norm_first}
-        state = random_state(ref.Decoder(**init), g, dtype)
-        return Case(name, {"init": init, "state": state,
+        state = random_state(ref.Decoder(**init), g, dtype, scale=0.5)
+        return Case(name, {"init": init, STATE: state,
                            "tgt_ids": torch.randint(0, 9, (batch, l_tgt), generator=g),
                            "memory": randn(g, batch, l_src, 16, dtype=dtype),
                            "tgt_mask": tgt_mask, "memory_mask": _mask(src_lengths, l_src)})
@@ -207,24 +205,28 @@ def _decoder_cases(seed: int) -> list[Case]:
     ]
 
 
-def _decoder_variant(scale=True, causal_default=True, use_given=True, pass_memory_mask=True,
-                     final_norm=True, always_norm=False):
-    class Variant(ref.Decoder):
-        def __init__(self, *args, **kwargs):
-            super().__init__(*args, **kwargs)
-            if always_norm:
-                self.norm = ref.LayerNorm(self.d_model)
+class _DecoderMutant(ref.Decoder):
+    """The reference decoder with one step left out or done wrong (a flag)."""
 
-        def forward(self, tgt_ids, memory, tgt_mask=None, memory_mask=None):
-            length = tgt_ids.size(1)
-            if tgt_mask is None or not use_given:
-                tgt_mask = causal_mask(length) if causal_default else None
-            x = self.pos(self.embed(tgt_ids) * (math.sqrt(self.d_model) if scale else 1.0))
-            for layer in self.layers:
-                x = layer(x, memory, tgt_mask, memory_mask if pass_memory_mask else None)
-            return self.norm(x) if (self.norm is not None and final_norm) else x
+    causal_default = True  # tgt_mask=None means causal
+    use_given = True  # an explicit tgt_mask is used
+    pass_memory_mask = True
+    scale_embedding = True
+    final_norm = True
+    norm_always = False  # a final norm after post-norm layers too
 
-    return Variant
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.norm_always:
+            self.norm = ref.LayerNorm(self.d_model)
+
+    def forward(self, tgt_ids, memory, tgt_mask=None, memory_mask=None):
+        if tgt_mask is None or not self.use_given:
+            tgt_mask = causal_mask(tgt_ids.size(1)) if self.causal_default else None
+        x = self.pos(self.embed(tgt_ids) * (math.sqrt(self.d_model) if self.scale_embedding else 1.0))
+        for layer in self.layers:
+            x = layer(x, memory, tgt_mask, memory_mask if self.pass_memory_mask else None)
+        return self.norm(x) if (self.norm is not None and self.final_norm) else x
 
 
 DECODER = Exercise(
@@ -237,23 +239,23 @@ DECODER = Exercise(
         Mistake("no causal mask",
                 "With tgt_mask=None the decoder must use the causal mask "
                 "(causal_mask(L_tgt)), or every position sees the tokens it should predict.",
-                _decoder_variant(causal_default=False)),
+                mutant(_DecoderMutant, causal_default=False)),
         Mistake("given tgt_mask ignored",
                 "An explicit tgt_mask replaces the default: use it when it is given and build "
-                "the causal mask only when tgt_mask is None.", _decoder_variant(use_given=False)),
+                "the causal mask only when tgt_mask is None.", mutant(_DecoderMutant, use_given=False)),
         Mistake("memory_mask not passed down",
                 "memory_mask does not reach the layers: call layer(x, memory, tgt_mask, "
-                "memory_mask).", _decoder_variant(pass_memory_mask=False)),
+                "memory_mask).", mutant(_DecoderMutant, pass_memory_mask=False)),
         Mistake("embedding not scaled",
                 "Multiply the token embeddings by sqrt(d_model) before adding positions.",
-                _decoder_variant(scale=False)),
+                mutant(_DecoderMutant, scale_embedding=False)),
         Mistake("no final norm",
                 "With pre-norm layers the stack ends with the final LayerNorm self.norm.",
-                _decoder_variant(final_norm=False)),
+                mutant(_DecoderMutant, final_norm=False)),
         Mistake("final norm after post-norm layers",
                 "A post-norm stack (norm_first=False) already ends in a LayerNorm: its last "
                 "layer's norm3. Create the final self.norm only when norm_first is True "
-                "(self.norm = None otherwise).", _decoder_variant(always_norm=True)),
+                "(self.norm = None otherwise).", mutant(_DecoderMutant, norm_always=True)),
     ],
 )
 
@@ -267,8 +269,8 @@ def _transformer_cases(seed: int) -> list[Case]:
     g = torch.Generator().manual_seed(seed)
 
     def case(name, batch, l_src, l_tgt, src_lengths, tgt_mask=None, dtype=torch.float32):
-        state = random_state(ref.Transformer(**_TRANSFORMER_INIT), g, dtype)
-        return Case(name, {"init": _TRANSFORMER_INIT, "state": state,
+        state = random_state(ref.Transformer(**_TRANSFORMER_INIT), g, dtype, scale=0.5)
+        return Case(name, {"init": _TRANSFORMER_INIT, STATE: state,
                            "src": torch.randint(0, 11, (batch, l_src), generator=g),
                            "tgt": torch.randint(0, 7, (batch, l_tgt), generator=g),
                            "src_mask": _mask(src_lengths, l_src), "tgt_mask": tgt_mask})
@@ -283,26 +285,30 @@ def _transformer_cases(seed: int) -> list[Case]:
 
 
 def _run_transformer(cls, a):
-    model = build_module(cls, a["init"], a["state"])
+    model = build_module(cls, a["init"], a[STATE])
     memory = model.encode(a["src"], a["src_mask"])
     return memory, model(a["src"], a["tgt"], a["src_mask"], a["tgt_mask"])
 
 
-def _transformer_variant(encoder_mask=True, cross_mask=True, swapped=False, generator=True):
-    class Variant(ref.Transformer):
-        def encode(self, src, src_mask=None):
-            return self.encoder(src, src_mask if encoder_mask else None)
+class _TransformerMutant(ref.Transformer):
+    """The reference Transformer with one mask misrouted or a step left out (a flag)."""
 
-        def decode(self, tgt, memory, src_mask=None, tgt_mask=None):
-            if swapped:
-                return self.decoder(tgt, memory, src_mask, tgt_mask)
-            return self.decoder(tgt, memory, tgt_mask, src_mask if cross_mask else None)
+    encoder_mask = True  # src_mask reaches the encoder
+    cross_mask = True  # src_mask reaches the cross-attention
+    swapped = False  # the decoder's masks swapped
+    apply_generator = True
 
-        def forward(self, src, tgt, src_mask=None, tgt_mask=None):
-            states = self.decode(tgt, self.encode(src, src_mask), src_mask, tgt_mask)
-            return self.generator(states) if generator else states
+    def encode(self, src, src_mask=None):
+        return self.encoder(src, src_mask if self.encoder_mask else None)
 
-    return Variant
+    def decode(self, tgt, memory, src_mask=None, tgt_mask=None):
+        if self.swapped:
+            return self.decoder(tgt, memory, src_mask, tgt_mask)
+        return self.decoder(tgt, memory, tgt_mask, src_mask if self.cross_mask else None)
+
+    def forward(self, src, tgt, src_mask=None, tgt_mask=None):
+        states = self.decode(tgt, self.encode(src, src_mask), src_mask, tgt_mask)
+        return self.generator(states) if self.apply_generator else states
 
 
 TRANSFORMER = Exercise(
@@ -315,17 +321,17 @@ TRANSFORMER = Exercise(
     mistakes=[
         Mistake("src_mask not reaching cross-attention",
                 "decode ignores src_mask, so the decoder attends to source padding: pass it "
-                "to the decoder as memory_mask.", _transformer_variant(cross_mask=False)),
+                "to the decoder as memory_mask.", mutant(_TransformerMutant, cross_mask=False)),
         Mistake("src_mask not reaching the encoder",
                 "encode ignores src_mask: pass it to the encoder.",
-                _transformer_variant(encoder_mask=False)),
+                mutant(_TransformerMutant, encoder_mask=False)),
         Mistake("masks swapped",
                 "The decoder takes (tgt_ids, memory, tgt_mask, memory_mask): src_mask goes in "
                 "as memory_mask and tgt_mask as tgt_mask (use keywords).",
-                _transformer_variant(swapped=True)),
+                mutant(_TransformerMutant, swapped=True)),
         Mistake("no generator",
                 "forward returns the decoder's states; apply self.generator to get logits "
-                "over the target vocabulary.", _transformer_variant(generator=False)),
+                "over the target vocabulary.", mutant(_TransformerMutant, apply_generator=False)),
     ],
 )
 
@@ -395,29 +401,27 @@ def _run_greedy(impl, a):
     return tokens, torch.tensor(model.encode_calls)
 
 
-def _greedy_variant(last_only=False, stop=True, fill=True, keep_bos=True, extra_step=False,
-                    use_mask=True, reencode=False):
-    def greedy(model, src, max_len, bos_id, eos_id, src_mask=None):
-        src_mask = src_mask if use_mask else None
-        memory = model.encode(src, src_mask)
-        ys = torch.full((src.size(0), 1), bos_id, dtype=torch.long)
-        finished = torch.zeros(src.size(0), dtype=torch.bool)
-        for _ in range(max_len - (0 if extra_step else 1)):
-            inputs = ys[:, -1:] if last_only else ys
-            if reencode:  # model(src, tgt) runs the encoder again at every step
-                logits = model(src, inputs, src_mask)[:, -1]
-            else:
-                logits = model.generator(model.decode(inputs, memory, src_mask)[:, -1])
-            next_token = logits.argmax(-1)
-            if fill:
-                next_token = next_token.masked_fill(finished, eos_id)
-            ys = torch.cat([ys, next_token[:, None]], dim=1)
-            finished |= next_token == eos_id
-            if stop and finished.all():
-                break
-        return ys if keep_bos else ys[:, 1:]
-
-    return greedy
+def _greedy(model, src, max_len, bos_id, eos_id, src_mask=None, *, last_only=False, stop=True,
+            fill=True, keep_bos=True, extra_step=False, use_mask=True, reencode=False):
+    """Greedy decoding with one step switchable (a flag)."""
+    src_mask = src_mask if use_mask else None
+    memory = model.encode(src, src_mask)
+    ys = torch.full((src.size(0), 1), bos_id, dtype=torch.long)
+    finished = torch.zeros(src.size(0), dtype=torch.bool)
+    for _ in range(max_len - (0 if extra_step else 1)):
+        inputs = ys[:, -1:] if last_only else ys
+        if reencode:  # model(src, tgt) runs the encoder again at every step
+            logits = model(src, inputs, src_mask)[:, -1]
+        else:
+            logits = model.generator(model.decode(inputs, memory, src_mask)[:, -1])
+        next_token = logits.argmax(-1)
+        if fill:
+            next_token = next_token.masked_fill(finished, eos_id)
+        ys = torch.cat([ys, next_token[:, None]], dim=1)
+        finished |= next_token == eos_id
+        if stop and finished.all():
+            break
+    return ys if keep_bos else ys[:, 1:]
 
 
 GREEDY = Exercise(
@@ -431,27 +435,27 @@ GREEDY = Exercise(
     mistakes=[
         Mistake("only the last token fed back",
                 "Each step must decode everything generated so far (ys), not only the last "
-                "token: the decoder needs the whole prefix.", _greedy_variant(last_only=True)),
+                "token: the decoder needs the whole prefix.", mutant(_greedy, last_only=True)),
         Mistake("no early stop",
                 "Decoding goes on to max_len after every row has produced eos_id: stop as "
-                "soon as all rows have finished.", _greedy_variant(stop=False)),
+                "soon as all rows have finished.", mutant(_greedy, stop=False)),
         Mistake("no eos filling",
                 "A row that has produced eos_id keeps generating; fill the rest of a finished "
-                "row with eos_id (track a `finished` flag per row).", _greedy_variant(fill=False)),
+                "row with eos_id (track a `finished` flag per row).", mutant(_greedy, fill=False)),
         Mistake("bos dropped",
                 "The output starts with the bos_id column (and max_len counts it).",
-                _greedy_variant(keep_bos=False)),
+                mutant(_greedy, keep_bos=False)),
         Mistake("max_len off by one",
                 "max_len counts the leading bos_id: generate at most max_len - 1 tokens.",
-                _greedy_variant(extra_step=True)),
+                mutant(_greedy, extra_step=True)),
         Mistake("src_mask ignored",
                 "Pass src_mask to both model.encode and model.decode, or the padding of the "
-                "source changes the translation.", _greedy_variant(use_mask=False)),
+                "source changes the translation.", mutant(_greedy, use_mask=False)),
         Mistake("source encoded at every step",
                 "The source is encoded again at every step (model(src, ys) runs the encoder "
                 "each time); encode it once before the loop, memory = model.encode(src, "
                 "src_mask), and call model.decode(ys, memory, src_mask) in the loop.",
-                _greedy_variant(reencode=True)),
+                mutant(_greedy, reencode=True)),
     ],
 )
 

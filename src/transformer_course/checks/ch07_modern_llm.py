@@ -34,26 +34,13 @@ from torch import Tensor
 from transformer_course import llama as ref
 from transformer_course.attention import causal_mask as ref_causal_mask
 from transformer_course.attention import scaled_dot_product_attention
-from transformer_course.checks.core import Case, Exercise, Mistake, build_module, randn
+from transformer_course.checks.exercise import Case, Exercise, Mistake
+from transformer_course.checks.kit import STATE, build_module, mutant, randn, random_state, run_module
 from transformer_course.checks.registry import register
 from transformer_course.multi_head import merge_heads, split_heads
 from transformer_course.positional import apply_rotary
 
 CHAPTER = "07_modern_llm"
-
-
-def _weights(g: torch.Generator, shapes: dict[str, tuple[int, ...]], dtype=torch.float32):
-    """A state dict of random weights, scaled like a default initialisation."""
-    return {name: randn(g, *shape, dtype=dtype) / math.sqrt(shape[-1]) for name, shape in shapes.items()}
-
-
-def _module_run(cls, a):
-    return build_module(cls, a["init"], a["state"])(a["x"])
-
-
-def _variant(base: type, name: str, forward) -> type:
-    """A mistake as a class: the reference's constructor with a wrong ``forward``."""
-    return type(base.__name__, (base,), {"forward": forward, "__qualname__": name})
 
 
 # --------------------------------------------------------------------------- RMSNorm
@@ -66,7 +53,7 @@ def _rms_cases(seed: int) -> list[Case]:
         d = shape[-1]
         weight = 1.0 + 0.5 * randn(g, d, dtype=dtype)
         x = randn(g, *shape, dtype=dtype) * scale + shift
-        return Case(name, {"init": {"d_model": d, "eps": eps}, "state": {"weight": weight}, "x": x})
+        return Case(name, {"init": {"d_model": d, "eps": eps}, STATE: {"weight": weight}, "x": x})
 
     return [
         case("(2, 5, 8), eps 1e-6", (2, 5, 8), 1e-6),
@@ -75,27 +62,28 @@ def _rms_cases(seed: int) -> list[Case]:
         case("tiny inputs (x 1e-3): eps matters", (2, 3, 8), 1e-6, scale=1e-3),
         case("large eps (0.5)", (4, 10), 0.5),
         Case("default eps (1e-6), weight as initialised (ones): tiny inputs (x 1e-3)",
-             {"init": {"d_model": 6}, "state": None, "x": randn(g, 2, 3, 6) * 1e-3}),
+             {"init": {"d_model": 6}, STATE: None, "x": randn(g, 2, 3, 6) * 1e-3}),
     ]
 
 
-def _rms_forward(*, center=False, eps_outside=False, use_weight=True, root=True):
+class _RMSNormMutant(ref.RMSNorm):
+    """The reference RMSNorm with one step done wrong (a flag)."""
+
+    center = False
+    eps_outside = False
+    use_weight = True
+    root = True
+
     def forward(self, x: Tensor) -> Tensor:
-        if center:
+        if self.center:
             x = x - x.mean(dim=-1, keepdim=True)
         ms = x.pow(2).mean(dim=-1, keepdim=True)
-        if eps_outside:
+        if self.eps_outside:
             denom = ms.sqrt() + self.eps
         else:
-            denom = (ms + self.eps).sqrt() if root else ms + self.eps
+            denom = (ms + self.eps).sqrt() if self.root else ms + self.eps
         out = x / denom
-        return out * self.weight if use_weight else out
-
-    return forward
-
-
-def _rms_mistake(name, **kw):
-    return _variant(ref.RMSNorm, name, _rms_forward(**kw))
+        return out * self.weight if self.use_weight else out
 
 
 class _RMSNormRandomInit(ref.RMSNorm):
@@ -109,24 +97,24 @@ RMS_NORM = Exercise(
     chapter=CHAPTER,
     reference=ref.RMSNorm,
     make_cases=_rms_cases,
-    run=_module_run,
+    run=lambda cls, a: run_module(cls, a, "x"),
     forbidden={"F.rms_norm (nn.RMSNorm)": F.rms_norm},
     mistakes=[
         Mistake("mean subtracted",
                 "You subtract the mean, which makes it LayerNorm (without a bias). RMSNorm "
                 "only rescales: x / sqrt(mean(x**2) + eps) * weight, no centring.",
-                _rms_mistake("mean subtracted", center=True)),
+                mutant(_RMSNormMutant, center=True)),
         Mistake("eps outside the sqrt",
                 "eps is added after the square root; it belongs inside: "
                 "torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps). The difference shows "
-                "for tiny inputs.", _rms_mistake("eps outside", eps_outside=True)),
+                "for tiny inputs.", mutant(_RMSNormMutant, eps_outside=True)),
         Mistake("weight ignored",
                 "The learned gain is never applied: multiply the normalised x by "
                 "self.weight (a Parameter of shape (d_model,), initialised to ones).",
-                _rms_mistake("weight ignored", use_weight=False)),
+                mutant(_RMSNormMutant, use_weight=False)),
         Mistake("no square root",
                 "You divide by the mean square; divide by its square root (the RMS).",
-                _rms_mistake("no square root", root=False)),
+                mutant(_RMSNormMutant, root=False)),
         Mistake("weight not initialised to ones",
                 "The gain starts random; RMSNorm starts as the plain rescaling: "
                 "self.weight = nn.Parameter(torch.ones(d_model)).", _RMSNormRandomInit),
@@ -141,10 +129,9 @@ def _swiglu_cases(seed: int) -> list[Case]:
 
     def case(name, shape, d_ff, dtype=torch.float32):
         d = shape[-1]
-        state = _weights(g, {"gate_proj.weight": (d_ff, d), "up_proj.weight": (d_ff, d),
-                             "down_proj.weight": (d, d_ff)}, dtype)
+        state = random_state(ref.SwiGLU(d, d_ff), g, dtype)
         x = randn(g, *shape, dtype=dtype)
-        return Case(name, {"init": {"d_model": d, "d_ff": d_ff}, "state": state, "x": x})
+        return Case(name, {"init": {"d_model": d, "d_ff": d_ff}, STATE: state, "x": x})
 
     return [
         case("(2, 5, 8), d_ff 16", (2, 5, 8), 16),
@@ -153,18 +140,18 @@ def _swiglu_cases(seed: int) -> list[Case]:
     ]
 
 
-def _swiglu_forward(act=F.silu, swap=False):
+class _SwiGLUMutant(ref.SwiGLU):
+    """The reference SwiGLU with another gate activation, or gate and up swapped."""
+
+    gate_activation = "silu"
+    swap = False
+
     def forward(self, x: Tensor) -> Tensor:
         gate, up = self.gate_proj(x), self.up_proj(x)
-        if swap:
+        if self.swap:
             gate, up = up, gate
+        act = {"silu": F.silu, "relu": F.relu, "gelu": F.gelu, "sigmoid": torch.sigmoid}[self.gate_activation]
         return self.down_proj(act(gate) * up)
-
-    return forward
-
-
-def _swiglu_mistake(name, **kw):
-    return _variant(ref.SwiGLU, name, _swiglu_forward(**kw))
 
 
 SWIGLU = Exercise(
@@ -172,21 +159,21 @@ SWIGLU = Exercise(
     chapter=CHAPTER,
     reference=ref.SwiGLU,
     make_cases=_swiglu_cases,
-    run=_module_run,
+    run=lambda cls, a: run_module(cls, a, "x"),
     mistakes=[
         Mistake("gate and up swapped",
                 "SiLU is applied to up_proj(x) and multiplies gate_proj(x); it is the other "
                 "way round: silu(gate_proj(x)) * up_proj(x). The names matter because real "
-                "weights are loaded by name.", _swiglu_mistake("swapped", swap=True)),
+                "weights are loaded by name.", mutant(_SwiGLUMutant, swap=True)),
         Mistake("ReLU instead of SiLU",
                 "The gate uses ReLU; SwiGLU uses SiLU (swish): F.silu(x) = x * sigmoid(x).",
-                _swiglu_mistake("relu", act=F.relu)),
+                mutant(_SwiGLUMutant, gate_activation="relu")),
         Mistake("GELU instead of SiLU",
                 "The gate uses GELU (that is GeGLU); SwiGLU uses SiLU: F.silu.",
-                _swiglu_mistake("gelu", act=F.gelu)),
+                mutant(_SwiGLUMutant, gate_activation="gelu")),
         Mistake("sigmoid instead of SiLU",
                 "The gate uses sigmoid (the original GLU); SwiGLU uses SiLU, x * sigmoid(x).",
-                _swiglu_mistake("sigmoid", act=torch.sigmoid)),
+                mutant(_SwiGLUMutant, gate_activation="sigmoid")),
     ],
 )
 
@@ -234,18 +221,14 @@ def _gqa_cases(seed: int) -> list[Case]:
 
     def case(name, d_model, n_heads, n_kv, shape, rope_base=None, dtype=torch.float32,
              positions=None):
-        d_head = d_model // n_heads
-        state = _weights(g, {"q_proj.weight": (n_heads * d_head, d_model),
-                             "k_proj.weight": (n_kv * d_head, d_model),
-                             "v_proj.weight": (n_kv * d_head, d_model),
-                             "o_proj.weight": (d_model, n_heads * d_head)}, dtype)
-        # Larger queries and keys make the attention sharper, so mistakes show clearly.
-        state["q_proj.weight"] *= 3
-        state["k_proj.weight"] *= 3
         init = {"d_model": d_model, "n_heads": n_heads, "n_kv_heads": n_kv}
         if rope_base is not None:  # None: the default, 10000
             init["rope_base"] = rope_base
-        return Case(name, {"init": init, "state": state, "x": randn(g, *shape, dtype=dtype),
+        state = random_state(ref.GroupedQueryAttention(**init), g, dtype)
+        # Larger queries and keys make the attention sharper, so mistakes show clearly.
+        state["q_proj.weight"] *= 3
+        state["k_proj.weight"] *= 3
+        return Case(name, {"init": init, STATE: state, "x": randn(g, *shape, dtype=dtype),
                            "positions": positions})
 
     return [
@@ -260,39 +243,41 @@ def _gqa_cases(seed: int) -> list[Case]:
 
 
 def _gqa_run(cls, a):
-    # Graded through the interface COURSE_SPEC fixes, forward(x, positions); the KV cache
+    # Graded through forward(x, positions), the interface the chapter fixes; the KV cache
     # is an optional extra that the chapter's tests cover.
-    module = build_module(cls, a["init"], a["state"])
+    module = build_module(cls, a["init"], a[STATE])
     return module(a["x"], a["positions"])
 
 
-def _gqa_forward(*, rotary=True, rotary_v=False, causal=True, tile=False, scale_d_model=False,
-                 default_base=False):
+class _GQAMutant(ref.GroupedQueryAttention):
+    """The reference attention (no cache) with one step done wrong (a flag)."""
+
+    rotary = True
+    rotary_v = False
+    causal = True
+    tile = False
+    scale_d_model = False
+    default_base = False
+
     def forward(self, x, positions=None):
-        base = 10000.0 if default_base else self.rope_base
+        base = 10000.0 if self.default_base else self.rope_base
         q = split_heads(self.q_proj(x), self.n_heads)
         k = split_heads(self.k_proj(x), self.n_kv_heads)
         v = split_heads(self.v_proj(x), self.n_kv_heads)
-        if rotary:
+        if self.rotary:
             q, k = apply_rotary(q, positions, base=base), apply_rotary(k, positions, base=base)
-        if rotary_v:
+        if self.rotary_v:
             v = apply_rotary(v, positions, base=base)
         n_rep = self.n_heads // self.n_kv_heads
-        if tile:
+        if self.tile:
             k, v = k.repeat(1, n_rep, 1, 1), v.repeat(1, n_rep, 1, 1)
         else:
             k, v = ref.repeat_kv(k, n_rep), ref.repeat_kv(v, n_rep)
-        if scale_d_model:  # the course's attention divides by sqrt(Dh); make it sqrt(D)
+        if self.scale_d_model:  # the course's attention divides by sqrt(Dh); make it sqrt(D)
             q = q * math.sqrt(self.d_head / (self.n_heads * self.d_head))
-        mask = ref_causal_mask(q.size(-2)) if causal else None
+        mask = ref_causal_mask(q.size(-2)) if self.causal else None
         out, _ = scaled_dot_product_attention(q, k, v, mask)
         return self.o_proj(merge_heads(out))
-
-    return forward
-
-
-def _gqa_mistake(name, **kw):
-    return _variant(ref.GroupedQueryAttention, name, _gqa_forward(**kw))
 
 
 GQA = Exercise(
@@ -307,25 +292,25 @@ GQA = Exercise(
         Mistake("no rotary embedding",
                 "Queries and keys carry no position: apply apply_rotary(q, positions, "
                 "base=self.rope_base) and the same to k, after splitting the heads.",
-                _gqa_mistake("no rotary", rotary=False)),
+                mutant(_GQAMutant, rotary=False)),
         Mistake("rotary on values",
                 "You rotate the values too. Rotary encodes positions in the q.k dot "
                 "product only; values are left as they are.",
-                _gqa_mistake("rotary on values", rotary_v=True)),
+                mutant(_GQAMutant, rotary_v=True)),
         Mistake("no causal mask",
                 "Every token attends to later tokens: pass a causal mask (True on and below "
-                "the diagonal) to the attention.", _gqa_mistake("no mask", causal=False)),
+                "the diagonal) to the attention.", mutant(_GQAMutant, causal=False)),
         Mistake("heads grouped in the wrong order",
                 "The KV heads are tiled ([k0, k1, k0, k1]) so query head 1 reads KV head 1; "
                 "use repeat_kv, which repeats each KV head in place ([k0, k0, k1, k1]).",
-                _gqa_mistake("tiled", tile=True)),
+                mutant(_GQAMutant, tile=True)),
         Mistake("scaled by sqrt(d_model)",
                 "Scores are divided by sqrt(d_model); the scale is sqrt(head size), "
                 "d_model // n_heads (scaled_dot_product_attention on the split heads does it).",
-                _gqa_mistake("sqrt(d_model)", scale_d_model=True)),
+                mutant(_GQAMutant, scale_d_model=True)),
         Mistake("rope_base ignored",
                 "The rotary embedding uses the default base 10000; pass base=self.rope_base.",
-                _gqa_mistake("default base", default_base=True)),
+                mutant(_GQAMutant, default_base=True)),
     ],
 )
 

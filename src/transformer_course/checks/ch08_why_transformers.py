@@ -26,7 +26,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from transformer_course import why as ref
-from transformer_course.checks.core import Case, Exercise, Mistake, randn
+from transformer_course.checks.exercise import Case, Exercise, Mistake
+from transformer_course.checks.kit import mutant, randn
 from transformer_course.checks.registry import register
 
 CHAPTER = "08_why_transformers"
@@ -105,23 +106,23 @@ RNN_FORWARD = Exercise(
         Mistake("one bias only",
                 "Only one of the two biases is added. nn.RNN adds both: "
                 "x_t W_ih^T + bias_ih + h_{t-1} W_hh^T + bias_hh.",
-                lambda *a, **k: _rnn(*a, **k, use_bias_hh=False)),
+                mutant(_rnn, use_bias_hh=False)),
         Mistake("no tanh",
                 "The new state is not passed through tanh: h_t = tanh(x_t W_ih^T + b_ih + "
                 "h_{t-1} W_hh^T + b_hh).",
-                lambda *a, **k: _rnn(*a, **k, act=lambda z: z)),
+                mutant(_rnn, act=lambda z: z)),
         Mistake("state not carried",
                 "Every step starts again from h0: the previous step's state h_{t-1} must be "
                 "fed into the next step (update the variable inside the loop).",
-                lambda *a, **k: _rnn(*a, **k, carry=False)),
+                mutant(_rnn, carry=False)),
         Mistake("weight_ih not transposed",
                 "weight_ih is (H, D_in), like nn.Linear's weight: multiply by its transpose, "
                 "x_t @ weight_ih.T.",
-                lambda *a, **k: _rnn(*a, **k, t_ih=False)),
+                mutant(_rnn, t_ih=False)),
         Mistake("weight_hh not transposed",
                 "weight_hh is used as h @ weight_hh; nn.RNN computes h @ weight_hh.T. A square "
                 "matrix multiplies either way without an error, so this one is silent.",
-                lambda *a, **k: _rnn(*a, **k, t_hh=False)),
+                mutant(_rnn, t_hh=False)),
         Mistake("first state as h_n",
                 "h_n is the state after the LAST step, output[:, -1], not the first.",
                 _rnn_first_state),

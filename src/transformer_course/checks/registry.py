@@ -1,8 +1,9 @@
 """All graded exercises, found by name.
 
-Each chapter registers its exercises in a module of this package named after the
-chapter (``ch01_attention.py`` registers ``01_attention``). Adding a chapter means adding
-such a module; nothing else here changes.
+Each chapter registers its exercises in modules of this package named ``chNN_<topic>.py``
+(``ch01_attention.py`` registers ``01_attention``; a chapter with two topics has two,
+such as ``ch06_bpe.py`` and ``ch06_gpt.py``). Adding a chapter means adding such a
+module; nothing else here changes.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import importlib
 import pkgutil
 from functools import cache
 
-from transformer_course.checks.core import Exercise
+from transformer_course.checks.exercise import Exercise
 from transformer_course.checks.rubric import rubric
 
 _EXERCISES: dict[str, Exercise] = {}

@@ -26,7 +26,7 @@ from typing import Any
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
-from transformer_course.checks.core import Case
+from transformer_course.checks.exercise import Case
 
 STORE = Path(__file__).with_name("stored")
 _SCALARS = (bool, int, float, str, type(None))

@@ -1,18 +1,8 @@
-"""Chapter 06 (a decoder-only LLM): visible cases and the catalogue of known mistakes.
+"""Chapter 06 (a decoder-only LLM), its model and its sampling: visible cases and the
+catalogue of known mistakes.
 
 Behaviours the chapter states, and the case that exercises each:
 
-train_bpe
-    no pre-splitting; ties to the pair that  "ties everywhere", "a tie the later pair
-    occurs first; merge n makes 256 + n      would win by value", "Shakespeare"
-    UTF-8 bytes                              "multi-byte UTF-8"
-    stops early when no pair is left         "'aaab' (vocab_size=270): stops early ..."
-bpe_encode
-    earliest merge first, repeated           every case; "'abcbcbc' with merges ..."
-    any text, also one without a pair        "'a' (one byte, no pair to merge) ..."
-bpe_decode
-    bytes joined, decoded once; invalid      "round trip of multi-byte UTF-8", "cut in
-    UTF-8 replaced                           the middle of a character ..."
 GPTBlock
     pre-norm, causal (a changed last token   every case (three outputs)
     changes no earlier output), the cache
@@ -41,329 +31,31 @@ generate
 
 from __future__ import annotations
 
-import math
-from collections import Counter
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from transformer_course import bpe as ref_bpe
 from transformer_course import gpt as ref
 from transformer_course.attention import causal_mask
-from transformer_course.checks.core import Case, Exercise, Mistake, build_module, compare_tensors, randn
+from transformer_course.checks.exercise import Case, Exercise, Mistake
+from transformer_course.checks.judging import compare_tensors
+from transformer_course.checks.kit import STATE, build_module, mutant, randn, random_state
 from transformer_course.checks.registry import register
 from transformer_course.checks.stats import frequency_problem
 
 CHAPTER = "06_llm"
-_TEXTS = {
-    "ties everywhere": "abab cdcd abab cdcd xyxy",
-    "a tie the later pair would win by value": "zz aa zz aa zz aa bb",
-    "multi-byte UTF-8": "naïve café, naïve café; 東京 東京 and ½ of ½",
-    "Shakespeare": (
-        "To be, or not to be, that is the question:\nWhether 'tis nobler in the mind to "
-        "suffer\nThe slings and arrows of outrageous fortune,\nOr to take arms against a sea "
-        "of troubles\nAnd by opposing end them. To die: to sleep;"
-    ),
-}
-
-
-def _as_ids(ids: list[int]) -> Tensor:
-    return torch.tensor(list(ids), dtype=torch.long)
-
-
-def _as_merges(merges: list) -> Tensor:
-    return torch.tensor([list(p) for p in merges], dtype=torch.long).reshape(-1, 2)
-
-
-# --------------------------------------------------------------------------- train_bpe
-
-
-def _train_bpe_cases(seed: int) -> list[Case]:
-    sizes = {"ties everywhere": 262, "a tie the later pair would win by value": 259,
-             "multi-byte UTF-8": 275, "Shakespeare": 300}
-    cases = [Case(f"{name} (vocab_size={sizes[name]})", {"text": text, "vocab_size": sizes[name]})
-             for name, text in _TEXTS.items()]
-    # Three merges turn "aaab" into a single id; then no pair is left.
-    cases.append(Case("'aaab' (vocab_size=270): stops early when no pair is left",
-                      {"text": "aaab", "vocab_size": 270}))
-    return cases
-
-
-def _bpe_with_tie_rule(text: str, vocab_size: int, pick) -> list[tuple[int, int]]:
-    ids = list(text.encode("utf-8"))
-    merges = []
-    for n in range(vocab_size - 256):
-        counts = Counter(zip(ids[:-1], ids[1:], strict=True))
-        if not counts:
-            break
-        pair = pick(counts, ids)
-        merges.append(pair)
-        ids = ref_bpe.merge_pair(ids, pair, 256 + n)
-    return merges
-
-
-def _tie_largest(text, vocab_size):
-    return _bpe_with_tie_rule(text, vocab_size, lambda c, ids: max(c, key=lambda p: (c[p], p)))
-
-
-def _tie_smallest(text, vocab_size):
-    return _bpe_with_tie_rule(text, vocab_size,
-                              lambda c, ids: max(c, key=lambda p: (c[p], (-p[0], -p[1]))))
-
-
-def _tie_last(text, vocab_size):
-    def pick(counts, ids):
-        best = max(counts.values())
-        return next(p for p in reversed(list(zip(ids[:-1], ids[1:], strict=True))) if counts[p] == best)
-
-    return _bpe_with_tie_rule(text, vocab_size, pick)
-
-
-def _no_early_stop(text, vocab_size):
-    ids = list(text.encode("utf-8"))
-    merges = []
-    for n in range(vocab_size - 256):
-        counts = Counter(zip(ids[:-1], ids[1:], strict=True))
-        pair = max(counts, key=counts.get)  # raises once no pair is left
-        merges.append(pair)
-        ids = ref_bpe.merge_pair(ids, pair, 256 + n)
-    return merges
-
-
-def _ids_from_257(text, vocab_size):
-    ids = list(text.encode("utf-8"))
-    merges = []
-    for n in range(vocab_size - 256):
-        counts = Counter(zip(ids[:-1], ids[1:], strict=True))
-        if not counts:
-            break
-        pair = counts.most_common(1)[0][0]
-        merges.append(pair)
-        ids = ref_bpe.merge_pair(ids, pair, 257 + n)
-    return merges
-
-
-def _pre_split(text, vocab_size):
-    words = [list(w.encode("utf-8")) for w in text.split()]
-    merges = []
-    for n in range(vocab_size - 256):
-        counts = Counter(p for w in words for p in zip(w[:-1], w[1:], strict=True))
-        if not counts:
-            break
-        pair = counts.most_common(1)[0][0]
-        merges.append(pair)
-        words = [ref_bpe.merge_pair(w, pair, 256 + n) for w in words]
-    return merges
-
-
-TRAIN_BPE = Exercise(
-    name="train_bpe",
-    chapter=CHAPTER,
-    reference=ref_bpe.train_bpe,
-    make_cases=_train_bpe_cases,
-    run=lambda f, a: _as_merges(f(a["text"], a["vocab_size"])),
-    outputs=("merges",),
-    mistakes=[
-        Mistake("ties to the largest pair",
-                "BPE ties broken another way: among pairs with the same count you pick the "
-                "largest ids; the rule is the pair whose first occurrence comes first in the "
-                "current sequence.", _tie_largest),
-        Mistake("ties to the smallest pair",
-                "BPE ties broken another way: among pairs with the same count you pick the "
-                "smallest ids; the rule is the pair whose first occurrence comes first in the "
-                "current sequence.", _tie_smallest),
-        Mistake("ties to the last occurrence",
-                "BPE ties broken another way: you pick the tied pair that occurs last; the rule "
-                "is the one whose first occurrence comes first in the current sequence.",
-                _tie_last),
-        Mistake("new ids from 257",
-                "Merge n must create id 256 + n (the first merge is 256, right after the "
-                "bytes 0..255).", _ids_from_257),
-        Mistake("pre-split into words",
-                "You count pairs inside whitespace-separated words; this BPE works on the "
-                "bytes of the whole text, spaces included, with no pre-splitting.", _pre_split),
-        Mistake("no early stop",
-                "When the whole text has become one id there is no pair left to count, and "
-                "max() of an empty Counter raises: stop training early (break) when the "
-                "Counter is empty, returning fewer than vocab_size - 256 merges.",
-                _no_early_stop),
-    ],
-)
-
-# --------------------------------------------------------------------------- bpe_encode
-
-
-def _encode_cases(seed: int) -> list[Case]:
-    cases = []
-    for (name, text), (probe, size) in zip(
-        _TEXTS.items(),
-        [("abcd xyab cdab", 262), ("zz aa bb zzaa", 259), ("café naïve 東京", 275),
-         ("To be or not to be, to sleep: that is the question", 300)],
-        strict=True,
-    ):
-        merges = [list(p) for p in ref_bpe.train_bpe(text, size)]
-        cases.append(Case(f"{probe!r} with merges trained on {name}",
-                          {"text": probe, "merges": merges}))
-    # (a, b) was merged first, (b, c) is the more frequent pair in the probe: merge order
-    # gives [256, c, 257, 257], frequency order would give [a, 257, 257, 257].
-    cases.append(Case("'abcbcbc' with merges (a, b) -> 256, (b, c) -> 257, (256, 257) -> 258",
-                      {"text": "abcbcbc", "merges": [[97, 98], [98, 99], [256, 257]]}))
-    cases.append(Case("'a' (one byte, no pair to merge) with merges (a, b) -> 256",
-                      {"text": "a", "merges": [[97, 98]]}))
-    return cases
-
-
-def _encode_frequency_order(text, merges):
-    rank = {tuple(p): n for n, p in enumerate(merges)}
-    ids = list(text.encode("utf-8"))
-    while True:
-        counts = Counter(p for p in zip(ids[:-1], ids[1:], strict=True) if p in rank)
-        if not counts:
-            return ids
-        pair = counts.most_common(1)[0][0]
-        ids = ref_bpe.merge_pair(ids, pair, 256 + rank[pair])
-
-
-def _encode_latest_first(text, merges):
-    rank = {tuple(p): n for n, p in enumerate(merges)}
-    ids = list(text.encode("utf-8"))
-    while True:
-        present = [p for p in set(zip(ids[:-1], ids[1:], strict=True)) if p in rank]
-        if not present:
-            return ids
-        pair = max(present, key=rank.__getitem__)
-        ids = ref_bpe.merge_pair(ids, pair, 256 + rank[pair])
-
-
-def _encode_one_pass(text, merges):
-    ids = list(text.encode("utf-8"))
-    rank = {tuple(p): n for n, p in enumerate(merges)}
-    present = [p for p in zip(ids[:-1], ids[1:], strict=True) if p in rank]
-    if present:
-        pair = min(present, key=rank.__getitem__)
-        ids = ref_bpe.merge_pair(ids, pair, 256 + rank[pair])
-    return ids
-
-
-def _encode_no_length_guard(text, merges):
-    rank = {tuple(p): n for n, p in enumerate(merges)}
-    ids = list(text.encode("utf-8"))
-    while True:
-        pairs = set(zip(ids[:-1], ids[1:], strict=True))
-        pair = min(pairs, key=lambda p: rank.get(p, math.inf))  # raises on fewer than 2 ids
-        if pair not in rank:
-            return ids
-        ids = ref_bpe.merge_pair(ids, pair, 256 + rank[pair])
-
-
-ENCODE = Exercise(
-    name="bpe_encode",
-    chapter=CHAPTER,
-    reference=ref_bpe.bpe_encode,
-    make_cases=_encode_cases,
-    run=lambda f, a: _as_ids(f(a["text"], [tuple(p) for p in a["merges"]])),
-    outputs=("ids",),
-    mistakes=[
-        Mistake("frequency order",
-                "bpe_encode applies merges in frequency order (the most common pair in the "
-                "text first); apply the present pair with the earliest merge (lowest index) "
-                "first, as training did.", _encode_frequency_order),
-        Mistake("latest merge first",
-                "You apply the present pair with the latest merge first; apply the earliest "
-                "(lowest index) first.", _encode_latest_first),
-        Mistake("only one merge",
-                "You stop after one merge; repeat until no pair of the sequence is in the "
-                "merge list.", _encode_one_pass),
-        Mistake("no pair in a short text",
-                "A text of one byte (or none) has no adjacent pair, and min() of an empty set "
-                "raises: loop only while len(ids) >= 2, and stop when no pair is mergeable.",
-                _encode_no_length_guard),
-    ],
-)
-
-# --------------------------------------------------------------------------- bpe_decode
-
-
-def _decode_cases(seed: int) -> list[Case]:
-    text = _TEXTS["multi-byte UTF-8"]
-    merges = ref_bpe.train_bpe(text, 275)
-    ids = ref_bpe.bpe_encode(text, merges)
-    shakespeare = _TEXTS["Shakespeare"]
-    s_merges = ref_bpe.train_bpe(shakespeare, 300)
-    raw = list("½ café".encode())
-    return [
-        Case("round trip of Shakespeare", {"ids": ref_bpe.bpe_encode(shakespeare, s_merges),
-                                           "merges": [list(p) for p in s_merges]}),
-        Case("round trip of multi-byte UTF-8", {"ids": ids, "merges": [list(p) for p in merges]}),
-        Case("bytes only, no merges: 'café ½'", {"ids": raw, "merges": []}),
-        Case("cut in the middle of a character (invalid UTF-8 is replaced)",
-             {"ids": raw[:1] + raw[3:5], "merges": []}),
-    ]
-
-
-def _decode_text(text: str) -> Tensor:
-    return torch.tensor([ord(c) for c in text], dtype=torch.long)
-
-
-def _vocab(merges):
-    vocab = {i: bytes([i]) for i in range(256)}
-    for n, (a, b) in enumerate(merges):
-        vocab[256 + n] = vocab[a] + vocab[b]
-    return vocab
-
-
-def _decode_per_token(ids, merges):
-    vocab = _vocab(merges)
-    return "".join(vocab[i].decode("utf-8", errors="replace") for i in ids)
-
-
-def _decode_ignore(ids, merges):
-    return b"".join(_vocab(merges)[i] for i in ids).decode("utf-8", errors="ignore")
-
-
-def _decode_latin1(ids, merges):
-    return b"".join(_vocab(merges)[i] for i in ids).decode("latin-1")
-
-
-DECODE = Exercise(
-    name="bpe_decode",
-    chapter=CHAPTER,
-    reference=ref_bpe.bpe_decode,
-    make_cases=_decode_cases,
-    run=lambda f, a: _decode_text(f(a["ids"], [tuple(p) for p in a["merges"]])),
-    outputs=("code_points",),
-    mistakes=[
-        Mistake("decodes each token separately",
-                "You decode every token on its own; a multi-byte character can be split "
-                "across tokens. Join all the bytes first, then decode once.", _decode_per_token),
-        Mistake("invalid bytes dropped",
-                "Invalid UTF-8 is dropped (errors='ignore'); replace it with U+FFFD "
-                "(errors='replace').", _decode_ignore),
-        Mistake("latin-1",
-                "The bytes are decoded as Latin-1; they are UTF-8.", _decode_latin1),
-    ],
-)
 
 # --------------------------------------------------------------------------- GPTBlock
 
 _BLOCK = {"d_model": 16, "n_heads": 4, "d_ff": 32}
 
 
-def _random_state(module: torch.nn.Module, g: torch.Generator, dtype: torch.dtype) -> dict[str, Tensor]:
+def _weights(module: torch.nn.Module, g: torch.Generator, dtype: torch.dtype) -> dict[str, Tensor]:
     """Random weights for every parameter, LayerNorms included, so that no part of a
     module can be left out without changing the output."""
-    state = {}
-    for key, value in module.state_dict().items():
-        noise = randn(g, *value.shape, dtype=dtype)
-        if value.dim() > 1:
-            state[key] = 0.5 * noise
-        elif key.startswith(("ln", "blocks")) and ".ln" in f".{key}" and key.endswith("weight"):
-            state[key] = 1.0 + 0.2 * noise
-        else:
-            state[key] = 0.2 * noise
-    return state
+    return random_state(module, g, dtype, scale=0.5, fan_in=False, gain=0.2, bias=0.2, embedding=None)
 
 
 def _block_cases(seed: int) -> list[Case]:
@@ -372,17 +64,17 @@ def _block_cases(seed: int) -> list[Case]:
     for name, batch, length, dtype in [("(2, 6, 16)", 2, 6, torch.float32),
                                         ("(1, 9, 16), float64", 1, 9, torch.float64),
                                         ("(3, 4, 16)", 3, 4, torch.float32)]:
-        state = _random_state(ref.GPTBlock(**_BLOCK), g, dtype)
+        state = _weights(ref.GPTBlock(**_BLOCK), g, dtype)
         x = randn(g, batch, length, 16, dtype=dtype)
         changed = x.clone()
         changed[:, -1] = randn(g, batch, 16, dtype=dtype) * 3
         cases.append(Case(f"x {name}; then the last token changed; then cached in two chunks",
-                          {"init": _BLOCK, "state_dict": state, "x": x, "x_changed": changed}))
+                          {"init": _BLOCK, STATE: state, "x": x, "x_changed": changed}))
     return cases
 
 
 def _run_block(cls: Any, a: dict[str, Any]) -> tuple[Tensor, Tensor, Tensor]:
-    block = build_module(cls, a["init"], a["state_dict"])
+    block = build_module(cls, a["init"], a[STATE])
     x = a["x"]
     out = block(x)
     # Causality: changing the last token must leave every earlier output as it was.
@@ -394,37 +86,24 @@ def _run_block(cls: Any, a: dict[str, Any]) -> tuple[Tensor, Tensor, Tensor]:
 
 
 class _MutantBlock(ref.GPTBlock):
-    """The reference block with one mistake; the cached path stays the reference's."""
+    """The reference block with one mistake (a flag); the cached path stays the reference's."""
 
     post_norm = False
-
-    def mask(self, length: int) -> Tensor | None:
-        return causal_mask(length)
+    mask = "causal"  # or "next" (sees the next token) or None
 
     def forward(self, x, cache=None):
         h = x if self.post_norm else self.ln1(x)
         if cache is None:
-            x = x + self.attn(h, h, h, self.mask(x.size(1)))
+            length = x.size(1)
+            mask = {"causal": causal_mask(length), None: None,
+                    "next": torch.ones(length, length, dtype=torch.bool).tril(1)}[self.mask]
+            x = x + self.attn(h, h, h, mask)
         else:
             x = x + self._attend_with_cache(h, cache)
         if self.post_norm:
             x = self.ln1(x)
             return self.ln2(x + self.mlp(x))
         return x + self.mlp(self.ln2(x))
-
-
-class _PostNormBlock(_MutantBlock):
-    post_norm = True
-
-
-class _LeakyBlock(_MutantBlock):
-    def mask(self, length):
-        return torch.ones(length, length, dtype=torch.bool).tril(1)  # sees the next token
-
-
-class _NoMaskBlock(_MutantBlock):
-    def mask(self, length):
-        return None
 
 
 class _ReluBlock(ref.GPTBlock):
@@ -443,15 +122,15 @@ GPT_BLOCK = Exercise(
     mistakes=[
         Mistake("post-norm",
                 "The block is post-norm (norm after the residual add); a GPT block is pre-norm: "
-                "x = x + attn(ln1(x)), then x = x + mlp(ln2(x)).", _PostNormBlock),
+                "x = x + attn(ln1(x)), then x = x + mlp(ln2(x)).", mutant(_MutantBlock, post_norm=True)),
         Mistake("causal mask sees the next token",
                 "The causal mask lets a position see the future: changing a later token "
                 "changed earlier outputs. Use causal_mask(L): True on and below the diagonal.",
-                _LeakyBlock),
+                mutant(_MutantBlock, mask="next")),
         Mistake("no causal mask",
                 "The attention has no causal mask, so every position sees the future "
                 "(changing a later token changed earlier outputs): pass causal_mask(L).",
-                _NoMaskBlock),
+                mutant(_MutantBlock, mask=None)),
         Mistake("relu",
                 "The feed-forward network uses ReLU; GPT uses GELU: "
                 "FeedForward(d_model, d_ff, dropout, activation='gelu').", _ReluBlock),
@@ -472,17 +151,17 @@ def _gpt_cases(seed: int) -> list[Case]:
          {**_GPT, "n_layers": 1, "d_ff": 24}, 1, 12, torch.float64),
         ("3 layers, idx (3, 5)", {**_GPT, "n_layers": 3}, 3, 5, torch.float32),
     ]:
-        state = _random_state(ref.GPT(**init), g, dtype)
+        state = _weights(ref.GPT(**init), g, dtype)
         # Only tok_emb is given: a tied head uses it, an untied one keeps its own weights.
         state.pop("lm_head.weight")
         idx = torch.randint(init["vocab_size"], (batch, length), generator=g)
         cases.append(Case(f"{name}; then fed through the cache 3 tokens, then 1 at a time",
-                          {"init": init, "state_dict": state, "idx": idx}))
+                          {"init": init, STATE: state, "idx": idx}))
     return cases
 
 
 def _run_gpt(cls: Any, a: dict[str, Any]) -> tuple[Tensor, Tensor]:
-    model = build_module(cls, a["init"], a["state_dict"])
+    model = build_module(cls, a["init"], a[STATE])
     idx = a["idx"]
     logits = model(idx)
     cache = model.new_cache()
@@ -497,30 +176,21 @@ class _UntiedGPT(ref.GPT):
         self.lm_head.weight = torch.nn.Parameter(self.tok_emb.weight.detach().clone() * 0.5 + 0.01)
 
 
-class _CacheForgetsPositions(ref.GPT):
+class _GPTMutant(ref.GPT):
+    """The reference GPT with one step left out or done wrong (a flag)."""
+
+    positions = True
+    restart_positions = False  # positions from 0 even after the cached tokens
+    final_norm = True
+
     def forward(self, idx, cache=None):
-        positions = torch.arange(idx.size(1))  # always from 0, even after the cached tokens
-        x = self.tok_emb(idx) + self.pos_emb(positions)
-        for i, block in enumerate(self.blocks):
-            x = block(x, None if cache is None else cache[i])
-        return self.lm_head(self.ln_f(x))
-
-
-class _NoFinalNorm(ref.GPT):
-    def forward(self, idx, cache=None):
-        start = 0 if cache is None else len(cache[0])
-        x = self.tok_emb(idx) + self.pos_emb(torch.arange(start, start + idx.size(1)))
-        for i, block in enumerate(self.blocks):
-            x = block(x, None if cache is None else cache[i])
-        return self.lm_head(x)
-
-
-class _NoPositions(ref.GPT):
-    def forward(self, idx, cache=None):
+        start = 0 if cache is None or self.restart_positions else len(cache[0])
         x = self.tok_emb(idx)
+        if self.positions:
+            x = x + self.pos_emb(torch.arange(start, start + idx.size(1)))
         for i, block in enumerate(self.blocks):
             x = block(x, None if cache is None else cache[i])
-        return self.lm_head(self.ln_f(x))
+        return self.lm_head(self.ln_f(x) if self.final_norm else x)
 
 
 GPT = Exercise(
@@ -538,13 +208,13 @@ GPT = Exercise(
         Mistake("cache forgets positions",
                 "The KV cache forgets positions: tokens fed after the cached ones get position "
                 "embeddings from 0 again. Start the positions at len(cache[0]).",
-                _CacheForgetsPositions),
+                mutant(_GPTMutant, restart_positions=True)),
         Mistake("no final LayerNorm",
                 "ln_f is never applied: normalise the last block's output before lm_head.",
-                _NoFinalNorm),
+                mutant(_GPTMutant, final_norm=False)),
         Mistake("no position embedding",
                 "The position embedding is missing: add pos_emb(positions) to tok_emb(idx).",
-                _NoPositions),
+                mutant(_GPTMutant, positions=False)),
     ],
 )
 
@@ -590,7 +260,7 @@ NEXT_TOKEN_LOSS = Exercise(
 
 # --------------------------------------------------------------------------- sample_next_token
 #
-# A sampler is judged by what it draws, not by how (core.prepare records the
+# A sampler is judged by what it draws, not by how (prepare.prepare records the
 # distribution the reference hands to torch.multinomial; stats.frequency_problem counts).
 # Each case has _ROWS rows of each of 4 distributions over 12 tokens, so at most 48 count
 # tests per case, each with a two-sided tail of at most stats.ALPHA = 1e-10 under a
@@ -668,13 +338,6 @@ def _sampler(logits, temperature=1.0, top_k=None, top_p=None, generator=None, *,
     return torch.multinomial(probs, num_samples=1, generator=generator)[:, 0]
 
 
-def _mutant_sampler(**flags):
-    def sample(logits, temperature=1.0, top_k=None, top_p=None, generator=None):
-        return _sampler(logits, temperature, top_k, top_p, generator, **flags)
-
-    return sample
-
-
 SAMPLE = Exercise(
     name="sample_next_token",
     chapter=CHAPTER,
@@ -687,30 +350,31 @@ SAMPLE = Exercise(
         Mistake("temperature after softmax",
                 "Temperature is applied after the softmax (dividing probabilities by T changes "
                 "nothing once they are renormalised); divide the logits by T before it.",
-                _mutant_sampler(temperature_after_softmax=True)),
+                mutant(_sampler, temperature_after_softmax=True)),
         Mistake("top-k keeps k+1",
                 "top-k keeps k+1 tokens; keep exactly the k largest logits "
                 "(logits.topk(k).values[..., -1:] is the smallest one kept).",
-                _mutant_sampler(k_shift=1)),
+                mutant(_sampler, k_shift=1)),
         Mistake("top-k keeps k-1",
                 "top-k keeps k-1 tokens; keep exactly the k largest logits "
                 "(logits.topk(k).values[..., -1:] is the smallest one kept).",
-                _mutant_sampler(k_shift=-1)),
+                mutant(_sampler, k_shift=-1)),
         Mistake("top-k larger than the vocabulary",
                 "top_k larger than the vocabulary raises; it keeps every token "
-                "(use min(top_k, logits.size(-1))).", _mutant_sampler(clamp_k=False)),
+                "(use min(top_k, logits.size(-1))).", mutant(_sampler, clamp_k=False)),
         Mistake("top-p drops the crossing token",
                 "top-p drops the token that crosses the threshold; keep a token when the "
                 "probabilities before it (sorted, descending) sum to less than top_p.",
-                _mutant_sampler(drop_crossing=True)),
+                mutant(_sampler, drop_crossing=True)),
         Mistake("top-p can drop every token",
                 "When the most likely token alone has more than top_p, your top-p keeps "
                 "nothing (NaN probabilities); the most likely token is always kept, since "
-                "no tokens come before it.", _mutant_sampler(keep_first=False, drop_crossing=True)),
+                "no tokens come before it.", mutant(_sampler, keep_first=False,
+                                                          drop_crossing=True)),
         Mistake("greedy when temperature is 1",
                 "You return the argmax when temperature == 1; only temperature == 0 is greedy, "
                 "temperature 1 samples from the model's own distribution.",
-                _mutant_sampler(greedy_at_one=True)),
+                mutant(_sampler, greedy_at_one=True)),
     ],
 )
 
@@ -722,7 +386,7 @@ _PROMPT_ROWS = 128  # copies of each prompt in a sampled case: the first new tok
 
 def _generate_cases(seed: int) -> list[Case]:
     g = torch.Generator().manual_seed(seed)
-    state = _random_state(ref.GPT(**_GEN), g, torch.float64)
+    state = _weights(ref.GPT(**_GEN), g, torch.float64)
     prompt = torch.randint(_GEN["vocab_size"], (3, 4), generator=g)
     many = prompt.repeat(_PROMPT_ROWS, 1)
     settings = [
@@ -736,12 +400,12 @@ def _generate_cases(seed: int) -> list[Case]:
         ("top_p=0.8, 1 new token", many, {"max_new_tokens": 1, "temperature": 1.0, "top_p": 0.8}),
     ]
     return [Case(f"{name}; prompt {tuple(idx.shape)}; with and without the cache",
-                 {"init": _GEN, "state_dict": state, "idx": idx, "seed": seed, **kwargs})
+                 {"init": _GEN, STATE: state, "idx": idx, "seed": seed, **kwargs})
             for name, idx, kwargs in settings]
 
 
 def _run_generate(f: Any, a: dict[str, Any]) -> tuple[Tensor, Tensor]:
-    model = build_module(ref.GPT, a["init"], a["state_dict"])
+    model = build_module(ref.GPT, a["init"], a[STATE])
     outputs = []
     for use_cache in (False, True):
         new = a.get("cached_new_tokens", a["max_new_tokens"]) if use_cache else a["max_new_tokens"]
@@ -783,11 +447,17 @@ def _compare_generate(data: dict[str, Tensor], actual: dict[str, Tensor]) -> str
     return f"first new token: {problem}" if problem else None
 
 
-def _generate_first_position(model, idx, max_new_tokens, temperature=1.0, top_k=None,
-                             top_p=None, generator=None, use_cache=False):
+def _generate(model, idx, max_new_tokens, temperature=1.0, top_k=None, top_p=None,
+              generator=None, use_cache=False, *, position=-1, crop=True, fresh_cache=False):
+    """Generation, without the cache, with one step switchable: the position sampled
+    from, cropping the context to ``max_len``, or (with ``use_cache``) a cache made afresh
+    at every step, so that the newest token sits at position 0."""
     for _ in range(max_new_tokens):
-        logits = model(idx[:, -model.max_len:])
-        token = ref.sample_next_token(logits[:, 0], temperature, top_k, top_p, generator)
+        if use_cache and fresh_cache:
+            logits = model(idx[:, -1:], cache=model.new_cache())
+        else:
+            logits = model(idx[:, -model.max_len:] if crop else idx)
+        token = ref.sample_next_token(logits[:, position], temperature, top_k, top_p, generator)
         idx = torch.cat([idx, token[:, None]], dim=1)
     return idx
 
@@ -795,29 +465,6 @@ def _generate_first_position(model, idx, max_new_tokens, temperature=1.0, top_k=
 def _generate_new_only(*args, **kwargs):
     idx = args[1]
     return ref.generate(*args, **kwargs)[:, idx.size(1):]
-
-
-def _generate_cache_refeeds(model, idx, max_new_tokens, temperature=1.0, top_k=None,
-                            top_p=None, generator=None, use_cache=False):
-    cache = model.new_cache() if use_cache else None
-    for _ in range(max_new_tokens):
-        if cache is not None:
-            cache = model.new_cache()  # a fresh cache every step: the new token sits at 0
-            logits = model(idx[:, -1:], cache=cache)
-        else:
-            logits = model(idx[:, -model.max_len:])
-        token = ref.sample_next_token(logits[:, -1], temperature, top_k, top_p, generator)
-        idx = torch.cat([idx, token[:, None]], dim=1)
-    return idx
-
-
-def _generate_no_crop(model, idx, max_new_tokens, temperature=1.0, top_k=None,
-                      top_p=None, generator=None, use_cache=False):
-    for _ in range(max_new_tokens):
-        logits = model(idx)  # the whole text, even once it is longer than max_len
-        token = ref.sample_next_token(logits[:, -1], temperature, top_k, top_p, generator)
-        idx = torch.cat([idx, token[:, None]], dim=1)
-    return idx
 
 
 def _generate_default_settings(model, idx, max_new_tokens, temperature=1.0, top_k=None,
@@ -837,22 +484,23 @@ GENERATE = Exercise(
     mistakes=[
         Mistake("first position",
                 "You sample from the logits of the first position; the next token is predicted "
-                "by the last one: logits[:, -1].", _generate_first_position),
+                "by the last one: logits[:, -1].", mutant(_generate, position=0)),
         Mistake("new tokens only",
                 "Return the prompt followed by the new tokens, (B, L + max_new_tokens).",
                 _generate_new_only),
         Mistake("cache restarted every step",
                 "With use_cache=True, make one cache with model.new_cache() before the loop, "
                 "feed the whole prompt once, then only the newest token; a new cache every "
-                "step forgets the earlier tokens and their positions.", _generate_cache_refeeds),
+                "step forgets the earlier tokens and their positions.",
+                mutant(_generate, fresh_cache=True)),
         Mistake("context not cropped",
                 "Without the cache, feed the model only the last model.max_len tokens "
                 "(idx[:, -model.max_len:]); the whole text fails as soon as it outgrows the "
-                "model's window.", _generate_no_crop),
+                "model's window.", mutant(_generate, crop=False)),
         Mistake("sampling settings not passed on",
                 "temperature, top_k and top_p are not passed on to sample_next_token, so every "
                 "step samples at temperature 1 from all tokens.", _generate_default_settings),
     ],
 )
 
-register(TRAIN_BPE, ENCODE, DECODE, GPT_BLOCK, GPT, NEXT_TOKEN_LOSS, SAMPLE, GENERATE)
+register(GPT_BLOCK, GPT, NEXT_TOKEN_LOSS, SAMPLE, GENERATE)
