@@ -17,7 +17,7 @@ import torch
 from alternatives import load
 from alternatives.margins import SAMPLED, differs, distribution, sampling_error_probabilities
 
-from autograder.engine import Grader, Limits
+from autograder.grader import Grader, Limits
 from transformer_course.checks import core, exercises
 from transformer_course.checks.registry import get
 
