@@ -7,7 +7,9 @@ import json
 import sys
 from pathlib import Path
 
-from autograder.engine import HIDDEN_SEED, Grader, GradingError, Limits
+from autograder import GradingError
+from autograder.grader import Grader, Limits
+from autograder.plan import HIDDEN_SEED
 
 
 def _limits(args: argparse.Namespace) -> Limits:

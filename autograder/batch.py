@@ -31,8 +31,9 @@ from pathlib import Path
 import torch
 
 import autograder
-from autograder.engine import HIDDEN_SEED, Grader, Limits, plan_chapter, sha256_of
 from autograder.gradebook import canvas_rows, match_roster, moodle_rows, read_roster
+from autograder.grader import Grader, Limits, sha256_of
+from autograder.plan import HIDDEN_SEED, plan_chapter
 from autograder.reader import SUFFIXES
 from autograder.report import class_summary, student_html, student_markdown
 from transformer_course.checks.registry import chapters, exercises

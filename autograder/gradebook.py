@@ -21,7 +21,7 @@ import csv
 from dataclasses import dataclass
 from pathlib import Path
 
-from autograder.engine import GradingError
+from autograder import GradingError
 from transformer_course.checks.registry import exercises
 
 REQUIRED = ("student", "lms_id", "name")

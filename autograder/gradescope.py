@@ -16,7 +16,9 @@ import zipfile
 from importlib import metadata
 from pathlib import Path
 
-from autograder.engine import HIDDEN_SEED, Grader, GradingError, Limits
+from autograder import GradingError
+from autograder.grader import Grader, Limits
+from autograder.plan import HIDDEN_SEED
 from autograder.reader import SUFFIXES
 from transformer_course.checks.registry import chapters
 
@@ -110,7 +112,7 @@ import sys
 
 import torch
 
-import autograder.engine  # noqa: F401  (the grader imports)
+import autograder.grader  # noqa: F401  (the grader imports)
 
 pin = sys.argv[1].split("==")[1]
 if torch.version.cuda or torch.__version__.split("+")[0] != pin:

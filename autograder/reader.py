@@ -60,9 +60,9 @@ class Cell:
 
 @dataclass
 class Program:
-    kind: str  # "notebook" or "script"
+    """A submission's cells, in order."""
+
     cells: list[Cell]
-    skipped: int = 0  # top-level statements left out (calls, loops, plots, ...)
 
     def to_json(self) -> dict:
         return {"cells": [{"label": c.label, "source": c.source, "keep": c.keep}
@@ -101,9 +101,8 @@ def read_submission(path: Path) -> Program:
         ) from None
     known: set[str] = set(dir(builtins))
     if path.suffix == ".ipynb":
-        return Program("notebook", [_parse_cell(label, src, known)
-                                    for label, src in notebook_cells(text, path.name)])
-    return Program("script", [_parse_cell(label, src, known) for label, src in script_sections(text)])
+        return Program([_parse_cell(label, src, known) for label, src in notebook_cells(text, path.name)])
+    return Program([_parse_cell(label, src, known) for label, src in script_sections(text)])
 
 
 def notebook_cells(text: str, name: str = "notebook") -> list[tuple[str, str]]:

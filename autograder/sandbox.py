@@ -17,6 +17,8 @@ from __future__ import annotations
 import os
 import resource
 import sys
+import types
+from typing import Any
 
 _PROCESS_EVENTS = frozenset({
     "os.system", "os.exec", "os.posix_spawn", "os.spawn", "os.fork", "os.forkpty",
@@ -129,35 +131,34 @@ def _stub_code(label: str, n_free: int):
     return namespace["_outer"]().__code__
 
 
-def _disable_function(func, label: str) -> None:
-    func.__code__ = _stub_code(label, len(func.__code__.co_freevars))
+def functions_of(obj: Any) -> list[tuple[str, types.FunctionType]]:
+    """The Python functions that make up a reference object, each with the attribute it
+    stands under: ``obj`` itself (attribute ``""``) when it is a function; for a class,
+    the methods, static and class methods and property accessors that the class's own
+    module defines (an inherited or borrowed function belongs to another object).
+    Anything else (a builtin, a torch function) has none."""
+    if not isinstance(obj, type):
+        return [("", obj)] if isinstance(obj, types.FunctionType) else []
+    found = []
+    for attr, value in vars(obj).items():
+        if isinstance(value, (staticmethod, classmethod)):
+            value = value.__func__
+        accessors = (value.fget, value.fset, value.fdel) if isinstance(value, property) else (value,)
+        found += [(attr, f) for f in accessors
+                  if isinstance(f, types.FunctionType) and f.__module__ == obj.__module__]
+    return found
 
 
 def disable_reference(module_name: str, qualname: str) -> None:
     """Replace, in place, the code of a reference function or of every method a
-    reference class defines, so that every path to it raises ReferenceSolutionUsed."""
+    reference class defines (:func:`functions_of`), so that every path to it raises
+    ReferenceSolutionUsed."""
     obj = sys.modules[module_name]
     for part in qualname.split("."):
         obj = getattr(obj, part)
     label = f"{module_name}.{qualname}"
-    if isinstance(obj, type):
-        for attr, value in vars(obj).items():
-            for func in _functions_in(value):
-                if getattr(func, "__module__", None) == module_name:
-                    _disable_function(func, f"{label}.{attr}")
-    else:
-        for func in _functions_in(obj):
-            _disable_function(func, label)
-
-
-def _functions_in(value) -> list:
-    import types
-
-    if isinstance(value, (staticmethod, classmethod)):
-        value = value.__func__
-    if isinstance(value, property):
-        return [f for f in (value.fget, value.fset, value.fdel) if isinstance(f, types.FunctionType)]
-    return [value] if isinstance(value, types.FunctionType) else []
+    for attr, func in functions_of(obj):
+        func.__code__ = _stub_code(f"{label}.{attr}" if attr else label, len(func.__code__.co_freevars))
 
 
 def protected_paths(chapter: str) -> tuple[str, ...]:

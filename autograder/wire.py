@@ -1,8 +1,9 @@
 """What crosses the process boundary: JSON plus tensors in safetensors files.
 
 Nothing is ever unpickled. Case arguments (tensors, dicts of tensors, JSON values) are
-split into a JSON skeleton with ``{"$t": key}`` placeholders and a flat ``{key: tensor}``
-dict saved with safetensors.
+split by :mod:`transformer_course.tensor_tree` into a JSON skeleton, sent in the job,
+and a flat ``{key: tensor}`` dict saved with safetensors. Outputs come back as a
+safetensors file and a JSON report, both size-limited when read.
 """
 
 from __future__ import annotations
@@ -13,36 +14,6 @@ from typing import Any
 
 from safetensors.torch import load_file, save_file
 from torch import Tensor
-
-TENSOR = "$t"
-
-
-def pack(value: Any, prefix: str, tensors: dict[str, Tensor]) -> Any:
-    """JSON skeleton of ``value``; its tensors go into ``tensors`` under ``prefix...``."""
-    if isinstance(value, Tensor):
-        key = f"{prefix}#{len(tensors)}"
-        tensors[key] = value.detach().contiguous().clone()
-        return {TENSOR: key}
-    if isinstance(value, dict):
-        return {str(k): pack(v, prefix, tensors) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [pack(v, prefix, tensors) for v in value]
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return value
-    raise TypeError(
-        f"case arguments must be tensors, dicts of tensors or JSON values, got {type(value).__name__}"
-    )
-
-
-def unpack(skeleton: Any, tensors: dict[str, Tensor]) -> Any:
-    """Inverse of :func:`pack`."""
-    if isinstance(skeleton, dict):
-        if set(skeleton) == {TENSOR}:
-            return tensors[skeleton[TENSOR]]
-        return {k: unpack(v, tensors) for k, v in skeleton.items()}
-    if isinstance(skeleton, list):
-        return [unpack(v, tensors) for v in skeleton]
-    return skeleton
 
 
 def save_tensors(tensors: dict[str, Tensor], path: Path) -> None:

@@ -10,7 +10,8 @@ safetensors plus a JSON status. The worker enforces the per-exercise wall-clock 
 kills the grandchild (and, under a separate uid, everything it left behind) and moves
 finished output files out of reach of the next grandchild.
 
-Run with ``python -I -m autograder.worker``; the parent is :mod:`autograder.engine`.
+Run with ``python -I -m autograder.worker``; the parent drives it through
+:mod:`autograder.client`.
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ def main() -> None:
 
     registry.exercises()  # imports every chapter's checks and references
     state = {"running": running}
-    proto.write(json.dumps({"ready": True, "pid": os.getpid()}) + "\n")
+    proto.write(json.dumps({"ready": True}) + "\n")
     for line in sys.stdin:
         if not line.strip():
             continue
@@ -79,7 +80,6 @@ def _handle(job: dict, proto, state: dict) -> None:
     proto.write(json.dumps({"probe": {"excluded": excluded}}) + "\n")
     _secure(work, Path(job["dir"]), ["probe.json"])
     for index, exercise in enumerate(job["exercises"]):
-        start = time.monotonic()
         if "*" in excluded:
             status, detail = "load", excluded["*"]
         else:
@@ -90,8 +90,7 @@ def _handle(job: dict, proto, state: dict) -> None:
                 status, detail = "exit", ("the process ended before reporting a result "
                                           "(os._exit or sys.exit in your code?)")
         _secure(work, Path(job["dir"]), [f"ex{index}.json", f"ex{index}.safetensors"])
-        proto.write(json.dumps({"exercise": index, "status": status, "detail": detail,
-                                "seconds": round(time.monotonic() - start, 4)}) + "\n")
+        proto.write(json.dumps({"exercise": index, "status": status, "detail": detail}) + "\n")
 
 
 def _preimport(modules: list[str]) -> None:
@@ -234,12 +233,12 @@ def _grandchild(job: dict, index: int | None, excluded: dict, state: dict, timeo
     cases = []
     if index is not None:
         exercise = job["exercises"][index]
-        from autograder.wire import unpack
+        from transformer_course.tensor_tree import unflatten
 
         prefix = f"e{index}/"
         with safe_open(os.path.join(job["dir"], "inputs.safetensors"), "pt") as f:
             tensors = {k: f.get_tensor(k) for k in f.keys() if k.startswith(prefix)}  # noqa: SIM118
-        cases = [(c["name"], unpack(c["args"], tensors), c["limit"]) for c in exercise["cases"]]
+        cases = [(unflatten(c["args"], tensors), c["limit"]) for c in exercise["cases"]]
         del tensors
     sandbox.set_limits(timeout, job["memory_bytes"], job["file_bytes"], job.get("uid"))
     if index is not None:
@@ -249,21 +248,21 @@ def _grandchild(job: dict, index: int | None, excluded: dict, state: dict, timeo
     linecache.clearcache()
     write_json = json.dumps
     module, problems = _load(job["compiled"], excluded, work)
-    if index is None:
+    if index is None:  # the probe reports what failed to load; every grandchild sees the same
         with open("probe.json", "w") as f:
             f.write(write_json({"problems": problems}))
         return
     running = state["running"]
     from transformer_course.checks.registry import get
 
-    report: dict = {"problems": problems, "cases": []}
+    report: dict = {"cases": []}
     obj = getattr(module, exercise["name"], None)
     if obj is None:
         report["missing"] = True
     else:
         spec = get(exercise["name"])
         saved: dict[str, Tensor] = {}
-        for number, (_name, args, limit) in enumerate(cases):
+        for number, (args, limit) in enumerate(cases):
             entry = _run_case(running, spec, obj, args, limit, sandbox)
             for key, value in entry.pop("outputs", {}).items():
                 saved[f"c{number}/{key}"] = value
@@ -299,7 +298,6 @@ def _run_case(running, spec, obj, args, limit: int, sandbox) -> dict:
         return raw
 
     guarded = dataclasses.replace(spec, run=checked_run)
-    start = time.perf_counter()
     entry: dict = {}
     try:
         outcome = running.execute(guarded, obj, Case("case", args))
@@ -309,7 +307,6 @@ def _run_case(running, spec, obj, args, limit: int, sandbox) -> dict:
         return {"error": f"called sys.exit({err.code!r})"}
     except BaseException as err:  # noqa: BLE001 - KeyboardInterrupt, GeneratorExit, ...
         return {"error": f"raised {type(err).__name__}"}
-    entry["seconds"] = time.perf_counter() - start
     entry["forbidden"] = list(outcome.forbidden)
     if sandbox.USED:
         entry["reference"] = sandbox.USED[0]

@@ -75,7 +75,7 @@ def main() -> None:
         first = solutions[0]
         figures["one chapter-01 submission, cold (s)"] = _grade_cli(first, first.stem)
 
-        from autograder.engine import Grader
+        from autograder.grader import Grader
 
         with Grader() as grader:
             grader.grade(first)  # start the worker

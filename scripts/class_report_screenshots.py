@@ -22,7 +22,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 from classgen import make_class, write_class  # noqa: E402
 
 from autograder.batch import grade_class  # noqa: E402
-from autograder.engine import Limits  # noqa: E402
+from autograder.grader import Limits  # noqa: E402
 
 STYLE = ("<style>body{font-family:sans-serif;margin:1.5em;max-width:70em}table{border-collapse:"
          "collapse}td,th{border:1px solid #ccc;padding:.2em .6em}</style>")

@@ -17,7 +17,7 @@ import torch
 from alternatives import load
 from alternatives.margins import SAMPLED, differs, distribution, sampling_error_probabilities
 
-from autograder.engine import Grader, Limits
+from autograder.grader import Grader, Limits
 from transformer_course.checks import exercises
 from transformer_course.checks.judging import compare_outputs, judge
 from transformer_course.checks.prepare import case_data, mistake_run, reference_run

@@ -13,13 +13,18 @@ import types
 from pathlib import Path
 
 import pytest
+import torch
 
 from autograder.batch import grade_class
-from autograder.engine import Grader, Limits, plan_chapter
+from autograder.grader import Grader, Limits
+from autograder.plan import plan_chapter
 from autograder.reader import read_submission
+from autograder.sandbox import functions_of
+from autograder.wire import load_tensors, save_tensors
 from transformer_course.checks import exercises
 from transformer_course.checks.registry import chapters
 from transformer_course.release import strip_markers
+from transformer_course.tensor_tree import flatten, unflatten
 
 ROOT = Path(__file__).resolve().parents[1]
 SOLUTIONS = sorted((ROOT / "solutions").glob("*.ipynb"))
@@ -77,6 +82,53 @@ def test_reader_splits_scripts_at_cell_markers(tmp_path):
     assert program.defined() == {"a": "section at line 1", "c": "section at line 5"}
     body = ast.parse(program.cells[2].source).body
     assert body[0].lineno == 6  # line numbers are those of the file
+
+
+def test_functions_of_a_reference_are_the_code_its_module_defines():
+    """What the grader disables and traces: methods, static and class methods, property
+    accessors; not a function the class borrows from another module, nor a builtin."""
+
+    class Model:
+        def forward(self):
+            pass
+
+        @staticmethod
+        def make():
+            pass
+
+        @classmethod
+        def build(cls):
+            pass
+
+        @property
+        def size(self):
+            return 1
+
+        borrowed = inspect.getdoc
+
+    assert sorted((attr, f.__name__) for attr, f in functions_of(Model)) == [
+        ("build", "build"), ("forward", "forward"), ("make", "make"), ("size", "size")]
+    assert functions_of(_by_exercise) == [("", _by_exercise)] and functions_of(torch.softmax) == []
+
+
+def test_case_arguments_cross_to_the_worker_as_json_and_safetensors(tmp_path):
+    """The job holds a JSON skeleton; the tensors go to one safetensors file, under keys
+    that name their exercise and case, and come back equal, with their dtypes."""
+    args = {"x": torch.arange(6.0).view(2, 3).t(), "mask": torch.tensor([True, False]),
+            "state": {"w": torch.ones(2, dtype=torch.float64)}, "dim": -1, "sizes": [2, None]}
+    tensors: dict[str, torch.Tensor] = {}
+    skeleton = json.loads(json.dumps(flatten(args, tensors, "e3/c1/")))
+    assert sorted(tensors) == ["e3/c1/0", "e3/c1/1", "e3/c1/2"]
+    save_tensors(tensors, tmp_path / "inputs.safetensors")
+    back = unflatten(skeleton, load_tensors(tmp_path / "inputs.safetensors", 1 << 20))
+    assert back["dim"] == -1 and back["sizes"] == [2, None]
+    for got, want in [(back["x"], args["x"]), (back["mask"], args["mask"]),
+                      (back["state"]["w"], args["state"]["w"])]:
+        assert got.dtype == want.dtype and torch.equal(got, want)
+    with pytest.raises(TypeError, match="cannot store a module"):
+        flatten({"m": torch}, {})
+    with pytest.raises(ValueError, match="unknown tag 'pickle'"):
+        unflatten({"pickle": "..."}, {})
 
 
 # --------------------------------------------------------------------------- whole chapters
@@ -159,11 +211,9 @@ def _calls_chapter_reference(func, chapter: str, seen=None) -> bool:
 
 
 def _referenced(obj):
-    funcs = [obj] if inspect.isfunction(obj) else [
-        v for v in vars(obj).values() if inspect.isfunction(v)] if inspect.isclass(obj) else []
     if inspect.isclass(obj):
         yield from obj.__mro__[1:]
-    for func in funcs:
+    for _, func in functions_of(obj):
         codes = [func.__code__]
         while codes:
             code = codes.pop()

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from autograder.engine import Grader, Limits
+from autograder.grader import Grader, Limits
 from transformer_course.checks import exercises
 from transformer_course.release import strip_markers
 

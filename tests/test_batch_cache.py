@@ -10,7 +10,7 @@ import pytest
 
 import transformer_course.checks.rubric as rubric_module
 from autograder.batch import grade_class, write_atomic
-from autograder.engine import Limits
+from autograder.grader import Limits
 
 ROOT = Path(__file__).resolve().parents[1]
 LIMITS = Limits(timeout_floor=5.0, load_timeout=5.0)

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from autograder import GradingError
 from autograder.batch import write_reports
-from autograder.engine import GradingError
 from autograder.gradebook import read_roster
 from transformer_course.checks.rubric import rubric
 

@@ -25,7 +25,7 @@ import nbformat
 import pytest
 import torch
 
-from autograder.engine import Grader, Limits
+from autograder.grader import Grader, Limits
 from transformer_course import release
 from transformer_course.checks import check, prepare, stored
 from transformer_course.checks.exercise import Case, Mistake

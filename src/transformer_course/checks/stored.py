@@ -2,16 +2,11 @@
 edition judges answers without the reference code.
 
 The release tool saves each exercise's prepared data (the visible cases, the reference's
-outputs on them, the catalogued mistakes' outputs: whatever ``core.prepare`` returns) as
+outputs on them, the catalogued mistakes' outputs: whatever ``prepare.prepare`` returns) as
 two files in ``checks/stored/``: ``<exercise>-<seed>.safetensors`` with every tensor, and
-``<exercise>-<seed>.json`` with the structure around them. Nothing is pickled and nothing
-read back is executed: the JSON holds only plain values and these tagged containers::
-
-    {"tensor": key}           a tensor of the safetensors file
-    {"list": [...]}           a list
-    {"tuple": [...]}          a tuple
-    {"dict": {str: ...}}      a dict with string keys
-    {"case": [name, args]}    a core.Case
+``<exercise>-<seed>.json`` with the structure around them, written by
+:mod:`transformer_course.tensor_tree` (an ``exercise.Case`` is tagged ``"case"``). Nothing is
+pickled and nothing read back is executed.
 
 The instructor edition has no ``checks/stored/`` folder, so :func:`load_prepared`
 returns None there and the checks run the reference as before.
@@ -27,56 +22,16 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor
 
 from transformer_course.checks.exercise import Case
+from transformer_course.tensor_tree import flatten, unflatten
 
 STORE = Path(__file__).with_name("stored")
-_SCALARS = (bool, int, float, str, type(None))
-
-
-def encode(value: Any, tensors: dict[str, Tensor]) -> Any:
-    """JSON form of ``value``; its tensors are added to ``tensors`` under fresh keys.
-
-    Raises:
-        TypeError: for anything but tensors, Cases, dicts with string keys, lists,
-            tuples and JSON scalars.
-    """
-    if isinstance(value, Tensor):
-        key = str(len(tensors))
-        tensors[key] = value.detach().as_subclass(Tensor).contiguous().clone()
-        return {"tensor": key}
-    if isinstance(value, Case):
-        return {"case": [value.name, encode(value.args, tensors)]}
-    if isinstance(value, dict):
-        if not all(isinstance(k, str) for k in value):
-            raise TypeError(f"stored dicts need string keys, got {sorted(map(repr, value))}")
-        return {"dict": {k: encode(v, tensors) for k, v in value.items()}}
-    if isinstance(value, (list, tuple)):
-        return {type(value).__name__: [encode(v, tensors) for v in value]}
-    if isinstance(value, _SCALARS):
-        return value
-    raise TypeError(f"cannot store a {type(value).__name__}: only tensors and plain data")
-
-
-def decode(skeleton: Any, tensors: dict[str, Tensor]) -> Any:
-    """Inverse of :func:`encode`."""
-    if not isinstance(skeleton, dict):
-        return skeleton
-    (tag, body), = skeleton.items()
-    if tag == "tensor":
-        return tensors[body]
-    if tag == "case":
-        return Case(body[0], decode(body[1], tensors))
-    if tag == "dict":
-        return {k: decode(v, tensors) for k, v in body.items()}
-    if tag in ("list", "tuple"):
-        items = [decode(v, tensors) for v in body]
-        return items if tag == "list" else tuple(items)
-    raise ValueError(f"unknown tag {tag!r} in stored check data")
+RECORDS = {"case": Case}  # the dataclasses stored data holds
 
 
 def save(value: Any, stem: Path) -> None:
     """Write ``value`` as ``stem.json`` and ``stem.safetensors``."""
     tensors: dict[str, Tensor] = {}
-    skeleton = encode(value, tensors)
+    skeleton = flatten(value, tensors, records=RECORDS)
     stem.parent.mkdir(parents=True, exist_ok=True)
     save_file(tensors, str(stem.with_suffix(".safetensors")))
     stem.with_suffix(".json").write_text(json.dumps(skeleton, sort_keys=True) + "\n")
@@ -87,7 +42,7 @@ def load(stem: Path) -> Any:
     # Fresh copies: a tensor read in place from the file may sit at an address that
     # sends matmul down another kernel, changing a float32 result in its last digit.
     tensors = {k: v.clone() for k, v in load_file(str(stem.with_suffix(".safetensors"))).items()}
-    return decode(json.loads(stem.with_suffix(".json").read_text()), tensors)
+    return unflatten(json.loads(stem.with_suffix(".json").read_text()), tensors, RECORDS)
 
 
 def stem(exercise: str, seed: int, store: Path | None = None) -> Path:
