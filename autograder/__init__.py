@@ -10,7 +10,7 @@ submission, :mod:`autograder.plan` builds the cases and the reference's outputs,
 and :mod:`autograder.results` writes Gradescope's result.
 """
 
-__version__ = "1.0.0"
+__version__ = "1.1.0"
 
 
 class GradingError(Exception):

@@ -31,7 +31,7 @@ from autograder.results import build_result
 from autograder.wire import load_json, load_tensors, numel_limit, save_tensors
 from transformer_course.checks.judging import judge
 from transformer_course.checks.registry import chapters
-from transformer_course.checks.results import CaseResult, CheckResult, Outcome
+from transformer_course.checks.results import CaseResult, CheckResult, Outcome, Status
 from transformer_course.tensor_tree import flatten
 
 
@@ -211,7 +211,7 @@ class Grader:
         if flag:
             result = _all_failed(plan, f"{ex.name} uses the course's reference solution "
                                        f"({flag}); no credit. Write it yourself.")
-            result.status = "reference"
+            result.status = Status.REFERENCE
             return result, flag
         result = judge(ex, plan.cases, outcomes, plan.data,
                             lambda: mistake_outputs(plan, self.seed))
@@ -242,6 +242,6 @@ def _outcome(entry: dict, tensors: dict[str, Tensor], number: int, names) -> Out
 
 def _all_failed(plan: ExercisePlan, why: str) -> CheckResult:
     return CheckResult(
-        exercise=plan.exercise.name, chapter=plan.exercise.chapter, status="failed",
+        exercise=plan.exercise.name, chapter=plan.exercise.chapter, status=Status.FAILED,
         cases=[CaseResult(c.name, False, why) for c in plan.cases],
         max_points=plan.exercise.points, note=why)

@@ -1,5 +1,7 @@
-"""Human-readable views of results: terminal summary, Markdown and HTML feedback, and
-the class summary. Every string a student controls is escaped in HTML."""
+"""Human-readable views of graded submissions: the terminal summary, a student's Markdown
+and HTML feedback, and the class summary. They read the structured fields of the
+results (:mod:`autograder.results`) and show each exercise through the course's one
+renderer, :mod:`transformer_course.checks.render`, which escapes what a student controls."""
 
 from __future__ import annotations
 
@@ -7,23 +9,24 @@ import statistics
 from collections import Counter
 from html import escape
 
+from autograder.results import exercise_result, headline, remarks
+from transformer_course.checks.render import as_html, as_markdown
+
 
 def text_summary(result: dict) -> str:
     """What ``python -m autograder grade`` prints: a line per exercise, then details."""
-    lines = [result["output"].splitlines()[0], ""]
+    lines = [headline(result), ""]
     for test in result["tests"]:
-        mark = "PASS" if test["status"] == "passed" else "FAIL"
-        name = test["name"].split(": ")[0]
+        mark, name = "PASS" if test["status"] == "passed" else "FAIL", test["extra_data"]["exercise"]
         lines.append(f"[{mark}] {name:<32} {test['score']:g} / {test['max_score']:g}")
-    details = [t for t in result["tests"] if t["status"] != "passed"]
-    for test in details:
-        lines += ["", *test["output"].splitlines()]
-    notes = result["output"].splitlines()[1:]
-    if notes:
-        lines += ["", *notes]
-    extra = result.get("extra_data", {})
-    lines += ["", f"Graded in {result['execution_time']:.1f} s by autograder {extra.get('grader_version')}"
-                  f" (sha256 {str(extra.get('sha256', ''))[:12]}...)."]
+    for test in result["tests"]:
+        if test["status"] != "passed":
+            lines += ["", *test["output"].splitlines()]
+    if remarks(result):
+        lines += ["", *remarks(result)]
+    extra = result["extra_data"]
+    lines += ["", f"Graded in {result['execution_time']:.1f} s by autograder {extra['grader_version']}"
+                  f" (sha256 {extra['sha256'][:12]}...)."]
     return "\n".join(lines)
 
 
@@ -34,15 +37,9 @@ def student_markdown(student: str, results: dict[str, dict]) -> str:
     lines = [f"# Feedback for {student}", "", f"Total: **{total:g} / {maximum:g}** points", ""]
     for chapter, result in results.items():
         lines += [f"## {chapter}: {result['score']:g} / {result['max_score']:g}", ""]
-        for note in result["output"].splitlines()[1:]:
-            lines.append(f"> {note}")
+        lines += [f"> {remark}" for remark in remarks(result)]
         for test in result["tests"]:
-            mark = "✔" if test["status"] == "passed" else "✘"
-            lines.append(f"- {mark} **{test['name'].split(': ')[0]}** {test['score']:g} / "
-                         f"{test['max_score']:g}")
-            if test["status"] != "passed":
-                lines += ["", "  ```text", *[f"  {line}" for line in test["output"].splitlines()],
-                          "  ```", ""]
+            lines += ["", as_markdown(exercise_result(test))]
         lines.append("")
     return "\n".join(lines)
 
@@ -54,27 +51,14 @@ def student_html(student: str, results: dict[str, dict]) -> str:
     parts = [
         "<!DOCTYPE html><html><head><meta charset='utf-8'>",
         f"<title>Feedback for {escape(student)}</title>",
-        "<style>body{font-family:sans-serif;max-width:60em;margin:2em auto}"
-        ".ok{color:#1a7f37}.fail{color:#cf222e}pre{background:#f6f8fa;padding:.5em;"
-        "white-space:pre-wrap}</style></head><body>",
+        "<style>body{font-family:sans-serif;max-width:60em;margin:2em auto}</style></head><body>",
         f"<h1>Feedback for {escape(student)}</h1>",
         f"<p>Total: <b>{total:g} / {maximum:g}</b> points</p>",
     ]
     for chapter, result in results.items():
         parts.append(f"<h2>{escape(chapter)}: {result['score']:g} / {result['max_score']:g}</h2>")
-        for note in result["output"].splitlines()[1:]:
-            parts.append(f"<blockquote>{escape(note)}</blockquote>")
-        parts.append("<ul>")
-        for test in result["tests"]:
-            ok = test["status"] == "passed"
-            parts.append(
-                f"<li class='{'ok' if ok else 'fail'}'>{'&#10004;' if ok else '&#10008;'} "
-                f"<b>{escape(test['name'].split(': ')[0])}</b> {test['score']:g} / "
-                f"{test['max_score']:g}")
-            if not ok:
-                parts.append(f"<pre>{escape(test['output'])}</pre>")
-            parts.append("</li>")
-        parts.append("</ul>")
+        parts += [f"<blockquote>{escape(remark)}</blockquote>" for remark in remarks(result)]
+        parts += [as_html(exercise_result(test)) for test in result["tests"]]
     parts.append("</body></html>")
     return "\n".join(parts)
 
@@ -96,10 +80,9 @@ def class_summary(grades: dict[str, dict[str, dict]], chapters: list[str]) -> st
             for test in student.get(chapter, {}).get("tests", []):
                 if test["status"] == "passed":
                     continue
-                name = test["name"].split(": ")[0]
-                extra = test.get("extra_data", {})
-                reasons = extra.get("mistakes") or [extra.get("status", "failed")]
-                failures.setdefault(name, Counter()).update(reasons)
+                exercise = exercise_result(test)
+                reasons = [hint.name for hint in exercise.hints] or [str(exercise.status)]
+                failures.setdefault(exercise.exercise, Counter()).update(reasons)
     lines += ["", "## Score distribution", ""]
     for chapter in chapters:
         scores = [s[chapter]["score"] for s in grades.values() if chapter in s]

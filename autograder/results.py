@@ -1,9 +1,11 @@
-"""Gradescope's result for one graded submission: the score rule, each exercise's
-feedback text, and ``results.json`` (the batch reports read the same dict).
+"""Gradescope's result for one graded submission, ``results.json`` (the batch reports
+read the same dict).
 
 Gradescope's schema: ``score``, ``max_score``, ``output`` and ``tests`` (one per exercise,
-with its own ``score``, ``max_score``, ``status`` and ``output``); the course's own
-fields (chapter, seed, sha256 of the submission, flags, notes) go in ``extra_data``.
+with its own ``score``, ``max_score``, ``status`` and ``output``). The course's own fields
+go in ``extra_data``: for the submission, its chapter, seed, sha256, flags and notes; for
+each exercise, its whole :class:`~transformer_course.checks.results.CheckResult`
+(``to_dict``), from which the reports render it.
 """
 
 from __future__ import annotations
@@ -14,30 +16,8 @@ import torch
 
 import autograder
 from transformer_course.checks import VISIBLE_SEED
+from transformer_course.checks.render import feedback
 from transformer_course.checks.results import CheckResult
-
-
-def score(result: CheckResult) -> float:
-    """The points of one exercise: none for one that uses the reference solution."""
-    return 0.0 if result.status == "reference" else round(result.score, 4)
-
-
-def test_output(result: CheckResult) -> str:
-    """The feedback text of one exercise."""
-    if result.status == "reference" or (
-        result.note and all(not c.passed and c.message == result.note for c in result.cases)
-    ):
-        return result.note  # one reason for every case: missing, timed out, crashed, ...
-    lines = [result.headline()]
-    lines += [f"Likely mistake: {hint.hint}" for hint in result.hints]
-    if result.status == "failed":
-        for case in result.cases:
-            if case.passed:
-                lines.append(f"  [ok]   {case.name}")
-            else:
-                extra = f" (matches the known mistake '{case.mistake}')" if case.mistake else ""
-                lines.append(f"  [FAIL] {case.name}: {case.message}{extra}")
-    return "\n".join(lines)
 
 
 def build_result(path: Path, chapter: str, sha: str, seed: int, results: list[CheckResult],
@@ -46,29 +26,22 @@ def build_result(path: Path, chapter: str, sha: str, seed: int, results: list[Ch
     """Gradescope's results.json for one graded submission."""
     tests = []
     for result in results:
-        points = score(result)
+        points = round(result.score, 4)
         tests.append({
             "name": f"{result.exercise}: {len(result.cases)} test cases",
             "score": points,
             "max_score": result.max_points,
             "status": "passed" if result.passed and points == result.max_points else "failed",
-            "output": test_output(result),
+            "output": feedback(result),
             "visibility": "visible",
-            "extra_data": {"exercise": result.exercise, "status": result.status,
-                           "passed_cases": result.n_passed, "cases": len(result.cases),
-                           "mistakes": [h.name for h in result.hints]},
+            "extra_data": result.to_dict(),  # what the reports render from
         })
     for problem in problems[:20]:
         notes.append(f"{problem.get('cell')}, line {problem.get('line')}: {problem.get('error')}")
-    total = round(sum(t["score"] for t in tests), 4)
-    maximum = sum(t["max_score"] for t in tests)
-    summary = [f"{chapter}: {total:g} / {maximum:g} points"] + [f"Note: {n}" for n in notes]
-    summary += [f"Flagged: {name} uses the reference solution ({where})" for name, where in flags.items()]
-    return {
-        "score": total,
-        "max_score": maximum,
+    result = {
+        "score": round(sum(t["score"] for t in tests), 4),
+        "max_score": sum(t["max_score"] for t in tests),
         "execution_time": round(seconds, 3),
-        "output": "\n".join(summary),
         "visibility": "visible",
         "tests": tests,
         "extra_data": {
@@ -78,3 +51,23 @@ def build_result(path: Path, chapter: str, sha: str, seed: int, results: list[Ch
             "flags": flags, "notes": notes, "torch": torch.__version__,
         },
     }
+    result["output"] = "\n".join([headline(result), *remarks(result)])
+    return result
+
+
+def headline(result: dict) -> str:
+    """The first line of a submission's feedback: its chapter and points."""
+    return f"{result['extra_data']['chapter']}: {result['score']:g} / {result['max_score']:g} points"
+
+
+def remarks(result: dict) -> list[str]:
+    """The lines under the headline: the grader's notes on the submission, and the
+    exercises flagged for calling the reference solution."""
+    extra = result["extra_data"]
+    return [f"Note: {note}" for note in extra["notes"]] + [
+        f"Flagged: {name} uses the reference solution ({where})" for name, where in extra["flags"].items()]
+
+
+def exercise_result(test: dict) -> CheckResult:
+    """The exercise's result stored with one of ``result["tests"]``."""
+    return CheckResult.from_dict(test["extra_data"])

@@ -17,7 +17,8 @@ CHAPTERS = ["01_attention", "02_multi_head_attention"]
 def _result(chapter: str, score: float) -> dict:
     maximum = sum(rubric()[chapter].values())
     return {"score": score, "max_score": maximum, "tests": [],
-            "output": f"{chapter}: {score:g} / {maximum:g} points"}
+            "output": f"{chapter}: {score:g} / {maximum:g} points",
+            "extra_data": {"chapter": chapter, "notes": [], "flags": {}}}
 
 
 GRADES = {

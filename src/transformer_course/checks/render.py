@@ -17,6 +17,8 @@ def headline(result: CheckResult) -> str:
         return f"{result.exercise}: passed all {len(result.cases)} cases."
     if result.status == Status.NOT_IMPLEMENTED:
         return f"{result.exercise}: not implemented yet (it still raises NotImplementedError)."
+    if result.status == Status.REFERENCE:
+        return f"{result.exercise}: calls the reference solution instead of your own code."
     if result.status == Status.FORBIDDEN:
         used = ", ".join(result.forbidden)
         return (
@@ -24,6 +26,18 @@ def headline(result: CheckResult) -> str:
             "yourself. Replace it with your own code (earlier exercises are fine)."
         )
     return f"{result.exercise}: {result.n_passed} of {len(result.cases)} cases passed."
+
+
+def _one_reason(result: CheckResult) -> bool:
+    """Whether every case failed for the note's one reason (missing, timed out, crashed):
+    then the note says it all."""
+    return bool(result.note) and all(not c.passed and c.message == result.note for c in result.cases)
+
+
+def _cases_shown(result: CheckResult) -> bool:
+    """Whether to list the cases one by one: a failed exercise whose cases do not all
+    fail for one reason."""
+    return result.status == Status.FAILED and not _one_reason(result)
 
 
 def _mark(result: CheckResult) -> str:
@@ -41,7 +55,7 @@ def as_text(result: CheckResult) -> str:
     if result.note:
         lines.append(f"  {result.note}")
     lines += [f"  Likely mistake: {hint.hint}" for hint in result.hints]
-    if result.status == Status.FAILED:
+    if _cases_shown(result):
         for case in result.cases:
             mark = "ok  " if case.passed else "FAIL"
             lines.append(f"  [{mark}] {case.name}" + ("" if case.passed else f": {case.message}"))
@@ -60,7 +74,7 @@ def as_html(result: CheckResult) -> str:
     if result.note:
         parts.append(f"<div>{escape(result.note)}</div>")
     parts += [f"<div><b>Likely mistake:</b> {escape(hint.hint)}</div>" for hint in result.hints]
-    if result.status == Status.FAILED:
+    if _cases_shown(result):
         rows = "".join(
             f"<tr><td>{'&#10004;' if c.passed else '&#10008;'}</td>"
             f"<td>{escape(c.name)}</td><td>{escape(c.message)}</td></tr>"
@@ -85,7 +99,7 @@ def as_markdown(result: CheckResult) -> str:
     if result.note:
         lines += ["", _md(result.note)]
     lines += [f"- *Likely mistake:* {_md(hint.hint)}" for hint in result.hints]
-    if result.status == Status.FAILED:
+    if _cases_shown(result):
         lines += ["", "| | case | problem |", "|---|---|---|"]
         lines += [f"| {'✔' if c.passed else '✘'} | {_md(c.name)} | {_md(c.message)} |"
                   for c in result.cases]
@@ -97,13 +111,11 @@ def feedback(result: CheckResult) -> str:
     for every case (missing, timed out, crashed, the reference called), otherwise the
     headline, likely mistakes and, for a failed exercise, every case with the known
     mistake it matches."""
-    if result.status == Status.REFERENCE or (
-        result.note and all(not c.passed and c.message == result.note for c in result.cases)
-    ):
+    if result.status == Status.REFERENCE or _one_reason(result):
         return result.note
     lines = [headline(result)]
     lines += [f"Likely mistake: {hint.hint}" for hint in result.hints]
-    if result.status == Status.FAILED:
+    if _cases_shown(result):
         for case in result.cases:
             if case.passed:
                 lines.append(f"  [ok]   {case.name}")
