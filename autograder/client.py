@@ -47,7 +47,7 @@ class Worker:
             "MPLCONFIGDIR": self.home, "TRANSFORMER_COURSE_QUICK": "1",
             "PYTHONDONTWRITEBYTECODE": "1",
         }
-        stderr = open(os.path.join(self.home, "stderr.txt"), "wb")  # noqa: SIM115
+        stderr = open(os.path.join(self.home, "stderr.txt"), "wb")
         self.proc = subprocess.Popen(
             [sys.executable, "-I", "-m", "autograder.worker"], stdin=subprocess.PIPE,
             stdout=subprocess.PIPE, stderr=stderr, cwd=self.home, env=env,

@@ -35,7 +35,7 @@ _PATH_EVENTS = {  # event -> indices of the arguments that are paths being chang
 _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
 
 
-class ReferenceSolutionUsed(BaseException):  # noqa: N818 - reads well in a report
+class ReferenceSolutionUsed(BaseException):  # reads well in a report
     """Raised by a disabled reference object. A BaseException, so that a student's
     ``except Exception`` does not hide it."""
 
@@ -127,7 +127,7 @@ def _stub_code(label: str, n_free: int):
         "    return _stub",
     ]
     namespace: dict = {}
-    exec("\n".join(lines), namespace)  # noqa: S102 - builds a fixed stub
+    exec("\n".join(lines), namespace)  # builds a fixed stub
     return namespace["_outer"]().__code__
 
 

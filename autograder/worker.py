@@ -57,7 +57,7 @@ def main() -> None:
         job = json.loads(line)
         try:
             _handle(job, proto, state)
-        except Exception as err:  # noqa: BLE001 - reported, the worker survives
+        except Exception as err:  # reported, the worker survives
             proto.write(json.dumps({"error": f"{type(err).__name__}: {err}"}) + "\n")
         proto.write(json.dumps({"done": True}) + "\n")
 
@@ -103,7 +103,7 @@ def _preimport(modules: list[str]) -> None:
                 continue  # ``from module import name``: name is not a submodule
             try:
                 importlib.import_module(name)
-            except Exception:  # noqa: BLE001, S110 - the grandchild reports it
+            except Exception:  # the grandchild reports it
                 pass
 
 
@@ -146,7 +146,7 @@ def _fork_and_wait(job: dict, index: int | None, excluded: dict, state: dict,
         code = 0
         try:
             _grandchild(job, index, excluded, state, timeout)
-        except BaseException:  # noqa: BLE001
+        except BaseException:
             code = 70
         os._exit(code)
     uid = job.get("uid")
@@ -206,7 +206,7 @@ def _sweep(uid: int | None) -> None:
             os.setgid(uid)
             os.setuid(uid)
             os.kill(-1, signal.SIGKILL)  # every process this uid may signal, itself last
-        except BaseException:  # noqa: BLE001
+        except BaseException:
             pass
         os._exit(0)
     os.waitpid(killer, 0)
@@ -237,7 +237,7 @@ def _grandchild(job: dict, index: int | None, excluded: dict, state: dict, timeo
 
         prefix = f"e{index}/"
         with safe_open(os.path.join(job["dir"], "inputs.safetensors"), "pt") as f:
-            tensors = {k: f.get_tensor(k) for k in f.keys() if k.startswith(prefix)}  # noqa: SIM118
+            tensors = {k: f.get_tensor(k) for k in f.keys() if k.startswith(prefix)}
         cases = [(unflatten(c["args"], tensors), c["limit"]) for c in exercise["cases"]]
         del tensors
     sandbox.set_limits(timeout, job["memory_bytes"], job["file_bytes"], job.get("uid"))
@@ -305,7 +305,7 @@ def _run_case(running, spec, obj, args, limit: int, sandbox) -> dict:
         return {"reference": str(err), "error": "called the course's reference solution"}
     except SystemExit as err:
         return {"error": f"called sys.exit({err.code!r})"}
-    except BaseException as err:  # noqa: BLE001 - KeyboardInterrupt, GeneratorExit, ...
+    except BaseException as err:  # KeyboardInterrupt, GeneratorExit, ...
         return {"error": f"raised {type(err).__name__}"}
     entry["forbidden"] = list(outcome.forbidden)
     if sandbox.USED:
@@ -365,8 +365,8 @@ def _load(compiled: list, excluded: dict, work: str):
                 problems.append({"cell": label, "line": line, "error": code[:500]})
                 continue
             try:
-                exec(code, module.__dict__)  # noqa: S102 - confined student code
-            except BaseException as err:  # noqa: BLE001 - costs only this statement
+                exec(code, module.__dict__)  # confined student code
+            except BaseException as err:  # costs only this statement
                 detail = "called sys.exit()" if isinstance(err, SystemExit) else (
                     f"{type(err).__name__}: {err}")
                 problems.append({"cell": label, "line": line, "error": detail[:500]})

@@ -145,7 +145,7 @@ PAGE_CHECK_JS = r"""
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, format, *args) -> None:  # noqa: A002 (the base class's name)
+    def log_message(self, format, *args) -> None:  # the base class's name
         pass
 
 

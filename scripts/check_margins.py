@@ -22,9 +22,9 @@ from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from alternatives.margins import SAMPLED, margins, sampling_error_probabilities  # noqa: E402
+from alternatives.margins import SAMPLED, margins, sampling_error_probabilities
 
-from transformer_course.checks import exercises  # noqa: E402
+from transformer_course.checks import exercises
 
 
 def main(names: list[str]) -> None:

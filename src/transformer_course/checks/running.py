@@ -93,7 +93,7 @@ def execute(exercise: Exercise, impl: Any, case: Case) -> Outcome:
         return Outcome(not_implemented=True, forbidden=monitor.used)
     except OutputError as err:
         return Outcome(error=str(err), forbidden=monitor.used)
-    except Exception as err:  # noqa: BLE001 - any student error becomes feedback
+    except Exception as err:  # any student error becomes feedback
         return Outcome(error=_describe_exception(err), forbidden=monitor.used)
 
 
