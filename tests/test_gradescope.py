@@ -118,7 +118,7 @@ def test_setup_stops_with_advice_when_no_python_fits_and_bootstrap_is_off(tmp_pa
 
 
 def _older_python_with_pip() -> str | None:
-    """A Python on this machine too old for the course's pins, with pip (here Debian's 3.11.2)."""
+    """A Python on this machine that is too old for the course's pins and has pip, or None."""
     for candidate in dict.fromkeys(filter(None, ["/usr/bin/python3", shutil.which("python3.10")])):
         probe = subprocess.run([candidate, "-c", "import sys, pip; print(*sys.version_info[:3], sep='.')"],
                                capture_output=True, text=True)
