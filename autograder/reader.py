@@ -47,14 +47,12 @@ class Cell:
         label: how the report names it ("cell 7", or "file" for a plain ``.py``).
         source: the cell's source after IPython magics were blanked out.
         keep: indices into the parsed module's body of the statements to run.
-        defines: names bound by the kept statements, in order.
         error: the syntax error, when the cell does not parse.
     """
 
     label: str
     source: str
     keep: list[int] = field(default_factory=list)
-    defines: list[str] = field(default_factory=list)
     error: str | None = None
 
 
@@ -67,14 +65,6 @@ class Program:
     def to_json(self) -> dict:
         return {"cells": [{"label": c.label, "source": c.source, "keep": c.keep}
                           for c in self.cells if c.error is None and c.keep]}
-
-    def defined(self) -> dict[str, str]:
-        """``{name: label of the last cell that binds it}``."""
-        found: dict[str, str] = {}
-        for cell in self.cells:
-            for name in cell.defines:
-                found[name] = cell.label
-        return found
 
     def broken_cells_mentioning(self, name: str) -> list[Cell]:
         """Cells with a syntax error whose text seems to define ``name``."""
@@ -162,7 +152,6 @@ def _parse_cell(label: str, source: str, known: set[str]) -> Cell:
         names = kept_names(node, known)
         if names is not None:
             cell.keep.append(index)
-            cell.defines.extend(names)
             known.update(names)
     return cell
 
