@@ -21,6 +21,7 @@ from autograder.grader import Grader, Limits
 from autograder.plan import HIDDEN_SEED
 from autograder.reader import SUFFIXES
 from transformer_course.checks.registry import chapters
+from transformer_course.pins import read_pins
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -201,26 +202,22 @@ def min_python() -> str:
     floors = [_floor(spec)]
     if floors[0] is None:
         raise GradingError(f"requires-python = {spec!r}: setup.sh needs a lower bound ('>=3.X')")
-    for line in (REPO / "constraints.txt").read_text().splitlines():
-        name, _, version = line.partition("==")
-        if not version:
-            continue
+    for name, version in read_pins(REPO).items():
         try:
-            dist = metadata.distribution(name.strip())
+            dist = metadata.distribution(name)
         except metadata.PackageNotFoundError:
             continue
-        if dist.version.split("+")[0] == version.strip() and dist.metadata.get("Requires-Python"):
+        if dist.version.split("+")[0] == version and dist.metadata.get("Requires-Python"):
             floors.append(_floor(dist.metadata["Requires-Python"]))
     return ".".join(map(str, max(f for f in floors if f)))
 
 
 def torch_pin() -> str:
     """The ``torch==X`` line of constraints.txt."""
-    lines = (REPO / "constraints.txt").read_text().splitlines()
-    pins = [line for line in lines if line.startswith("torch==")]
-    if len(pins) != 1:
+    pins = read_pins(REPO)
+    if "torch" not in pins:
         raise GradingError("constraints.txt must pin torch exactly once (torch==X)")
-    return pins[0]
+    return f"torch=={pins['torch']}"
 
 
 def _fill(template: str, **values: str) -> str:

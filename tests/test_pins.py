@@ -19,3 +19,9 @@ def test_a_range_is_refused_with_its_line(tmp_path):
 
 def test_normalize_follows_pip():
     assert normalize(" Jupyter_Book.Extras ") == "jupyter-book-extras"
+
+
+def test_a_package_pinned_twice_is_refused(tmp_path):
+    (tmp_path / "constraints.txt").write_text("torch==2.13.0\nTorch==2.14.1\n")
+    with pytest.raises(ValueError, match=r"line 2: Torch is pinned twice"):
+        read_pins(tmp_path)

@@ -17,7 +17,8 @@ def read_pins(root: Path) -> dict[str, str]:
     """``{normalized name: version}`` of ``root / "constraints.txt"``.
 
     Raises:
-        ValueError: a line that is neither a comment nor an exact ``name==version`` pin.
+        ValueError: a line that is neither a comment nor an exact ``name==version`` pin,
+            or a package pinned twice.
     """
     pins = {}
     for number, line in enumerate((root / "constraints.txt").read_text().splitlines(), 1):
@@ -27,5 +28,7 @@ def read_pins(root: Path) -> dict[str, str]:
         name, sep, version = line.partition("==")
         if not sep or not name or not version:
             raise ValueError(f"constraints.txt, line {number}: {line!r} is not an exact pin (name==version)")
+        if normalize(name) in pins:
+            raise ValueError(f"constraints.txt, line {number}: {name.strip()} is pinned twice")
         pins[normalize(name)] = version.strip()
     return pins
