@@ -22,8 +22,9 @@ def text_summary(result: dict) -> str:
     for test in result["tests"]:
         if test["status"] != "passed":
             lines += ["", *test["output"].splitlines()]
-    if remarks(result):
-        lines += ["", *remarks(result)]
+    notes = remarks(result)
+    if notes:
+        lines += ["", *notes]
     extra = result["extra_data"]
     lines += ["", f"Graded in {result['execution_time']:.1f} s by autograder {extra['grader_version']}"
                   f" (sha256 {extra['sha256'][:12]}...)."]
