@@ -86,7 +86,7 @@ def test_the_walkthrough_has_its_four_pieces_and_commands():
     headers = [header for _, header, _ in walkthrough_blocks()]
     assert headers[:3] == ["# file: src/transformer_course/activations.py",
                            "# append to: src/transformer_course/checks/rubric.toml",
-                           "# file: src/transformer_course/checks/ch09_activations.py"]
+                           "# file: src/transformer_course/checks/ch10_activations.py"]
     assert headers[3:] == ["# run at the root", "# run at the root"]
 
 
@@ -96,11 +96,11 @@ def test_the_new_chapter_is_registered_checked_released_and_graded(course):
     assert registered == "['relu']"
     assert checked.startswith("PASS relu: passed all 3 cases")
 
-    assert "notebooks/09_activations.ipynb" in rest
-    student = nbformat.read(course / "notebooks" / "09_activations.ipynb", as_version=4)
+    assert "notebooks/10_activations.ipynb" in rest
+    student = nbformat.read(course / "notebooks" / "10_activations.ipynb", as_version=4)
     exercise = next(c for c in student.cells if c.metadata.get("reference"))
     assert "raise NotImplementedError" in exercise.source and "clamp" not in exercise.source
-    solution = nbformat.read(course / "solutions" / "09_activations.ipynb", as_version=4)
+    solution = nbformat.read(course / "solutions" / "10_activations.ipynb", as_version=4)
     assert "x.clamp(min=0)" in next(c for c in solution.cells if c.metadata.get("reference")).source
 
     result = json.loads((course / "result.json").read_text())
@@ -110,7 +110,7 @@ def test_the_new_chapter_is_registered_checked_released_and_graded(course):
 def test_the_autograder_names_the_catalogued_mistake(course):
     course, _ = course
     (course / "leaky.py").write_text(LEAKY)
-    run(course, "bash", "python -m autograder grade leaky.py --chapter 09_activations --json leaky.json")
+    run(course, "bash", "python -m autograder grade leaky.py --chapter 10_activations --json leaky.json")
     result = json.loads((course / "leaky.json").read_text())
     assert result["score"] < 1
     (test,) = result["tests"]

@@ -1,4 +1,4 @@
-"""Chapter 08's experiments on tiny sizes: timing, recall, thread control and word vectors."""
+"""Chapter 09's experiments on tiny sizes: timing, recall, thread control and word vectors."""
 
 import pytest
 import torch

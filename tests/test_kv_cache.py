@@ -1,4 +1,4 @@
-"""The one KV cache that chapter 06's GPT and chapter 07's Llama share."""
+"""The one KV cache that chapter 06's GPT and chapter 08's Llama share."""
 
 import torch
 

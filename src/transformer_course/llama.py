@@ -1,4 +1,4 @@
-"""Chapter 07: the parts that turned the 2017 Transformer into today's open LLMs.
+"""Chapter 08: the parts that turned the 2017 Transformer into today's open LLMs.
 
 RMSNorm, rotary positions (chapter 03's :func:`apply_rotary`), the gated SwiGLU
 feed-forward and grouped-query attention, assembled into a pre-norm, Llama-style decoder

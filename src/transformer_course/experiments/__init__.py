@@ -1,4 +1,4 @@
-"""Chapter 08's experiments, one module each: why Transformers matter, measured.
+"""Chapter 09's experiments, one module each: why Transformers matter, measured.
 
 - :mod:`~transformer_course.experiments.timing`: time per forward pass of a recurrent
   loop against self-attention as the sequence grows (parallel processing);

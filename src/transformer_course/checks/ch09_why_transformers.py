@@ -1,4 +1,4 @@
-"""Chapter 08 (why Transformers): visible cases and the catalogue of known mistakes.
+"""Chapter 09 (why Transformers): visible cases and the catalogue of known mistakes.
 
 Behaviours the chapter states, and the case that exercises each:
 
@@ -30,7 +30,7 @@ from transformer_course.checks.exercise import Case, Exercise, Mistake
 from transformer_course.checks.kit import mutant, randn
 from transformer_course.checks.registry import register
 
-CHAPTER = "08_why_transformers"
+CHAPTER = "09_why_transformers"
 
 # --------------------------------------------------------------------------- rnn_forward
 

@@ -1,4 +1,4 @@
-"""Chapter 07 (modern LLM): visible cases and the catalogue of known mistakes.
+"""Chapter 08 (modern LLM): visible cases and the catalogue of known mistakes.
 
 Behaviours the chapter states, and the case that exercises each:
 
@@ -40,7 +40,7 @@ from transformer_course.checks.registry import register
 from transformer_course.multi_head import merge_heads, split_heads
 from transformer_course.positional import apply_rotary
 
-CHAPTER = "07_modern_llm"
+CHAPTER = "08_modern_llm"
 
 
 # --------------------------------------------------------------------------- RMSNorm
