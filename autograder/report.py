@@ -40,7 +40,7 @@ def student_markdown(student: str, results: dict[str, dict]) -> str:
         lines += [f"## {chapter}: {result['score']:g} / {result['max_score']:g}", ""]
         lines += [f"> {remark}" for remark in remarks(result)]
         for test in result["tests"]:
-            lines += ["", as_markdown(exercise_result(test))]
+            lines += ["", as_markdown(exercise_result(test), graded=True)]
         lines.append("")
     return "\n".join(lines)
 
@@ -59,7 +59,7 @@ def student_html(student: str, results: dict[str, dict]) -> str:
     for chapter, result in results.items():
         parts.append(f"<h2>{escape(chapter)}: {result['score']:g} / {result['max_score']:g}</h2>")
         parts += [f"<blockquote>{escape(remark)}</blockquote>" for remark in remarks(result)]
-        parts += [as_html(exercise_result(test)) for test in result["tests"]]
+        parts += [as_html(exercise_result(test), graded=True) for test in result["tests"]]
     parts.append("</body></html>")
     return "\n".join(parts)
 

@@ -2,11 +2,12 @@
 the result's JSON round trip."""
 
 import json
+from html import escape
 
 import pytest
 
 from transformer_course.checks.exercise import Mistake
-from transformer_course.checks.render import as_html, as_markdown, as_text, feedback, headline
+from transformer_course.checks.render import _md, as_html, as_markdown, as_text, feedback, headline
 from transformer_course.checks.results import CaseResult, CheckResult, Status
 
 HINT = Mistake("no scaling", "Divide by sqrt(d_k) <before> the softmax.", None)
@@ -55,7 +56,16 @@ def test_text_lists_every_case_of_a_failed_exercise():
 
 def test_text_of_a_passed_exercise_is_one_line():
     result = CheckResult("softmax", "01_attention", Status.PASSED, [CaseResult("a", True)] * 3, 1)
-    assert as_text(result) == "PASS softmax: passed all 3 cases."
+    assert as_text(result) == "PASS softmax: passed all 3 visible cases; the grader also runs hidden ones."
+
+
+def test_the_grader_says_its_cases_include_hidden_ones():
+    result = CheckResult("softmax", "01_attention", Status.PASSED, [CaseResult("a", True)] * 5, 1)
+    graded = "softmax: passed all 5 graded cases (visible and hidden)."
+    assert feedback(result) == graded
+    assert f"**PASS** {_md(graded)} (1 / 1 point)" == as_markdown(result, graded=True)
+    assert escape(graded) in as_html(result, graded=True)
+    assert "visible cases; the grader also runs hidden ones" in as_html(result)
 
 
 def test_html_escapes_every_text_and_shows_points():

@@ -37,8 +37,9 @@ def test_reports_render_exercises_with_the_one_renderer():
     markdown = student_markdown("ada", {"01_attention": result})
     html = student_html("ada", {"01_attention": result})
     for test in result["tests"]:
-        assert as_markdown(exercise_result(test)) in markdown
-        assert as_html(exercise_result(test)) in html
+        assert as_markdown(exercise_result(test), graded=True) in markdown
+        assert as_html(exercise_result(test), graded=True) in html
+    assert "graded cases (visible and hidden)" in markdown and "visible cases;" not in markdown
     assert "large \\<logits\\>" in markdown and "large &lt;logits&gt;" in html and "<logits>" not in html
     assert "> Note: cell 3 was skipped" in markdown
 

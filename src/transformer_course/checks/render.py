@@ -11,10 +11,19 @@ _COLOURS = {Status.PASSED: "#1a7f37", Status.NOT_IMPLEMENTED: "#9a6700"}
 _FAIL_COLOUR = "#cf222e"
 
 
-def headline(result: CheckResult) -> str:
-    """One sentence: how the exercise went."""
+def headline(result: CheckResult, graded: bool = False) -> str:
+    """One sentence: how the exercise went.
+
+    ``graded`` is False for a notebook's ``check()``, which runs the visible cases only:
+    a pass then says so, because the grader also runs hidden cases and a function can
+    pass the first and fail the second. The grader's feedback passes True: its cases are
+    the visible ones and the hidden ones together.
+    """
     if result.status == Status.PASSED:
-        return f"{result.exercise}: passed all {len(result.cases)} cases."
+        if graded:
+            return f"{result.exercise}: passed all {len(result.cases)} graded cases (visible and hidden)."
+        return (f"{result.exercise}: passed all {len(result.cases)} visible cases; "
+                "the grader also runs hidden ones.")
     if result.status == Status.NOT_IMPLEMENTED:
         return f"{result.exercise}: not implemented yet (it still raises NotImplementedError)."
     if result.status == Status.REFERENCE:
@@ -62,13 +71,14 @@ def as_text(result: CheckResult) -> str:
     return "\n".join(lines)
 
 
-def as_html(result: CheckResult) -> str:
-    """The result as an HTML block (what a notebook shows); every text is escaped."""
+def as_html(result: CheckResult, graded: bool = False) -> str:
+    """The result as an HTML block (what a notebook shows, and the grader's HTML report
+    with ``graded=True``: see :func:`headline`); every text is escaped."""
     colour = _COLOURS.get(result.status, _FAIL_COLOUR)
     icon = "&#10004;" if result.passed else "&#10008;"
     parts = [
         f'<div style="border-left:4px solid {colour};padding:4px 10px;margin:4px 0">',
-        f'<b style="color:{colour}">{icon} {_mark(result)} {escape(headline(result))}</b>',
+        f'<b style="color:{colour}">{icon} {_mark(result)} {escape(headline(result, graded))}</b>',
         f'<span style="float:right">{_points(result)}</span>',
     ]
     if result.note:
@@ -92,10 +102,11 @@ def _md(text: str) -> str:
     return " ".join(text.split())
 
 
-def as_markdown(result: CheckResult) -> str:
+def as_markdown(result: CheckResult, graded: bool = False) -> str:
     """The result as Markdown: a bold headline with the points, then the note, likely
-    mistakes and, for a failed exercise, a table of the cases."""
-    lines = [f"**{_mark(result)}** {_md(headline(result))} ({_points(result)})"]
+    mistakes and, for a failed exercise, a table of the cases (``graded``: see
+    :func:`headline`)."""
+    lines = [f"**{_mark(result)}** {_md(headline(result, graded))} ({_points(result)})"]
     if result.note:
         lines += ["", _md(result.note)]
     lines += [f"- *Likely mistake:* {_md(hint.hint)}" for hint in result.hints]
@@ -113,7 +124,7 @@ def feedback(result: CheckResult) -> str:
     mistake it matches."""
     if result.status == Status.REFERENCE or _one_reason(result):
         return result.note
-    lines = [headline(result)]
+    lines = [headline(result, graded=True)]
     lines += [f"Likely mistake: {hint.hint}" for hint in result.hints]
     if _cases_shown(result):
         for case in result.cases:
