@@ -24,15 +24,18 @@ DEVICES += ["cuda"] if torch.cuda.is_available() else []
 DEVICES += ["mps"] if torch.backends.mps.is_available() else []
 
 
-def test_cuda_then_mps_then_cpu(monkeypatch):
+def test_cuda_then_cpu_and_mps_only_when_asked(monkeypatch):
     monkeypatch.delenv(DEVICE_ENV, raising=False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     assert default_device() == torch.device("cuda")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)
+    assert default_device() == torch.device("cpu")  # an Apple GPU is there, but not asked for
+    monkeypatch.setenv(DEVICE_ENV, "mps")
     assert default_device() == torch.device("mps")
     monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
-    assert default_device() == torch.device("cpu")
+    with pytest.raises(ValueError, match="no such device"):
+        default_device()
 
 
 def test_environment_variable_overrides(monkeypatch):

@@ -1,8 +1,10 @@
 """Where the course trains its models: one helper picks the device.
 
-A GPU when there is one (CUDA, then Apple's MPS), else the CPU. The environment
-variable ``TRANSFORMER_COURSE_DEVICE`` overrides the choice, e.g. ``cpu`` (the test
-suite sets it) or ``cuda:1``.
+A CUDA GPU when there is one, else the CPU. The environment variable
+``TRANSFORMER_COURSE_DEVICE`` overrides the choice, e.g. ``cpu`` (the test suite sets
+it), ``cuda:1`` or ``mps``. Apple's MPS backend is used only when asked for that way:
+it has trained models of this kind to wrong results in some PyTorch releases, and a
+course whose numbers students compare with the book should not depend on it silently.
 
 The training helpers move the model to the device for training and every batch after
 it, then hand the model back on the device it came on, so the notebook cells around
@@ -28,8 +30,8 @@ def _available(device: torch.device) -> bool:
 
 
 def default_device() -> torch.device:
-    """The device to train on: ``TRANSFORMER_COURSE_DEVICE`` if set, else CUDA, then
-    Apple MPS, then the CPU.
+    """The device to train on: ``TRANSFORMER_COURSE_DEVICE`` if set, else CUDA, else
+    the CPU. Apple's MPS only when the variable names it (``mps``).
 
     Raises:
         ValueError: when the variable names a device that torch does not know or that
@@ -44,11 +46,7 @@ def default_device() -> torch.device:
             raise ValueError(f"{DEVICE_ENV}={name!r}, but this machine has no such device: unset it "
                              "or use cpu")
         return device
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    if torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 def resolve(device: torch.device | str | None) -> torch.device:
