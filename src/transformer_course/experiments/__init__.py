@@ -1,10 +1,15 @@
-"""Chapter 09's experiments, one module each: why Transformers matter, measured.
+"""The course's measured experiments, one module each.
+
+Chapter 4: :mod:`~transformer_course.experiments.norms`, post-norm against pre-norm in
+a learning-rate sweep, with and without warmup.
+
+Chapter 9, why Transformers matter, measured:
 
 - :mod:`~transformer_course.experiments.timing`: time per forward pass of a recurrent
   loop against self-attention as the sequence grows (parallel processing);
 - :mod:`~transformer_course.experiments.recall`: recall the token seen ``N`` positions
   earlier, recurrent models against a Transformer (long-range dependencies);
-- :mod:`~transformer_course.experiments.scaling`: validation loss of chapter 06's GPT
+- :mod:`~transformer_course.experiments.scaling`: validation loss of chapter 6's GPT
   at several sizes on one budget (scalability);
 - :mod:`~transformer_course.experiments.context`: one word's vectors before and after
   a pretrained encoder (contextual understanding).
