@@ -227,7 +227,8 @@ def test_student_edits_runs_checks_and_is_graded_in_jupyterlab(jupyterlab, brows
     page.keyboard.press("Shift+Enter")
     outputs[check].get_by_text("PASS").wait_for()
     shown = outputs[check].inner_text()
-    assert f"passed all {len(SOFTMAX.make_cases(0))} visible cases; the grader also runs hidden ones." in shown
+    visible = len(SOFTMAX.make_cases(0))
+    assert f"passed all {visible} visible cases; the grader also runs hidden ones." in shown
     pass_points = _points(outputs[check])
     cells.nth(check).scroll_into_view_if_needed()
     shots.mkdir(parents=True, exist_ok=True)

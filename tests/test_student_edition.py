@@ -474,7 +474,8 @@ def test_student_book_keeps_outputs_and_opens_student_notebooks(student_book, ch
     removed = sum(release.SOLUTION_TAG in c.metadata.get("tags", []) for c in solution.cells)
     assert page.count('class="solution-removed"') == removed > 0
     checks = sum(c.source.startswith("check(") for c in solution.cells if c.cell_type == "code")
-    assert page.count(" visible cases; the grader also runs hidden ones.") >= checks > 0  # the reference's check outputs are kept
+    # the reference's check outputs are kept
+    assert page.count(" visible cases; the grader also runs hidden ones.") >= checks > 0
     assert "<img" in page
     download = student_book / "_sources" / "chapters" / f"{chapter}.ipynb"
     assert download.read_text() == (ROOT / "notebooks" / f"{chapter}.ipynb").read_text()
