@@ -10,6 +10,7 @@ from pathlib import Path
 
 from autograder import GradingError
 from autograder.grader import Grader, Limits
+from autograder.gradescope import VISIBILITIES
 from autograder.plan import HIDDEN_SEED
 
 
@@ -51,6 +52,9 @@ def main(argv: list[str] | None = None) -> int:
     zip_.add_argument("--chapters", nargs="+", required=True)
     zip_.add_argument("--out", type=Path, default=Path("autograder.zip"))
     zip_.add_argument("--seed", type=int, default=HIDDEN_SEED)
+    zip_.add_argument("--hidden-visibility", default="after_due_date",
+                      choices=list(VISIBILITIES),
+                      help="when students see the hidden cases' tests on Gradescope")
 
     run = sub.add_parser("gradescope-run", help="(used by run_autograder on Gradescope)")
     run.add_argument("--root", type=Path, default=Path("/autograder"))
@@ -65,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "gradescope":
             from autograder.gradescope import build_zip
 
-            print(f"wrote {build_zip(args.chapters, args.out, args.seed)}")
+            print(f"wrote {build_zip(args.chapters, args.out, args.seed, args.hidden_visibility)}")
             return 0
         from autograder.gradescope import run as run_gradescope
 

@@ -13,6 +13,7 @@ import json
 import re
 import tomllib
 import zipfile
+from dataclasses import replace
 from importlib import metadata
 from pathlib import Path
 
@@ -20,7 +21,10 @@ from autograder import GradingError
 from autograder.grader import Grader, Limits
 from autograder.plan import HIDDEN_SEED
 from autograder.reader import SUFFIXES
+from autograder.results import exercise_result
 from transformer_course.checks.registry import chapters
+from transformer_course.checks.render import feedback
+from transformer_course.checks.results import Status
 from transformer_course.pins import read_pins
 
 REPO = Path(__file__).resolve().parents[1]
@@ -103,6 +107,13 @@ torch="$(grep -m 1 -E '^torch==' "$COURSE/constraints.txt")" || die "constraints
 say "installing $torch from $TORCH_INDEX_URL"
 "${pip[@]}" install --quiet --no-deps --index-url "$TORCH_INDEX_URL" "$torch"
 
+# 3b. bubblewrap, the sandbox every student's code runs in (Debian's and Ubuntu's package).
+if ! command -v bwrap > /dev/null; then
+    say "installing bubblewrap (the grader's sandbox)"
+    apt_install bubblewrap || die "cannot install bubblewrap: the grader runs no student code without it"
+fi
+bwrap --version > /dev/null || die "bwrap is installed but does not run"
+
 # 4. The course package (with the grader) and the exact versions it was tested with.
 say "installing the course package with constraints.txt"
 "${pip[@]}" install --quiet -c "$COURSE/constraints.txt" "$COURSE"
@@ -156,9 +167,21 @@ the image lacks it. Ubuntu 18.04 cannot work: torch's wheels need glibc 2.28 or 
 3. `@TORCH@`, the CPU-only build, from PyTorch's CPU wheel index
    (@CPU_INDEX@): the default index has the CUDA build, with several GB of
    libraries a grader never uses.
-4. The course package (`course/`, with the grader) from PyPI, every dependency at the
+4. `bubblewrap` from the image's apt (Ubuntu's package), when `bwrap` is missing: the
+   grader runs every student's code inside it.
+5. The course package (`course/`, with the grader) from PyPI, every dependency at the
    version in `course/constraints.txt`; then `pip check`, and a check that torch is the
    CPU build of the pin.
+
+## Hidden test cases
+
+Each exercise is graded on its visible cases (the ones the notebook's `check` runs) and
+on hidden cases. On Gradescope they are two tests per exercise: `<exercise>: N visible
+test cases`, always shown, and `<exercise>: N hidden test cases`, with the visibility
+`@HIDDEN@` (@HIDDEN_MEANING@). The summary at the top gives the points of the visible
+cases only. Choose another with `python -m autograder gradescope --hidden-visibility
+{after_due_date,after_published,visible,hidden}` (`visible`: one test per exercise, as
+`python -m autograder grade` writes it).
 
 ## Variables (to run the scripts elsewhere, e.g. to test them)
 
@@ -176,7 +199,8 @@ the image lacks it. Ubuntu 18.04 cannot work: torch's wheels need glibc 2.28 or 
 ## Files
 
 - `setup.sh`, `run_autograder`: the two scripts Gradescope runs.
-- `autograder_config.json`: the chapters and the seed of the hidden test cases.
+- `autograder_config.json`: the chapters, the seed of the hidden test cases and their
+  visibility.
 - `course/`: the course package and the grader (`pyproject.toml`, `constraints.txt`,
   `src/transformer_course/`, `autograder/`).
 """
@@ -226,17 +250,81 @@ def _fill(template: str, **values: str) -> str:
     return template
 
 
-def build_zip(chapter_ids: list[str], out: Path, seed: int = HIDDEN_SEED) -> Path:
-    """Write the autograder zip for ``chapter_ids`` to ``out``."""
+# Gradescope's visibility of a test, and when a student sees it.
+VISIBILITIES = {
+    "after_due_date": "students see them once the due date has passed",
+    "after_published": "students see them once you publish the grades",
+    "visible": "students see them at once",
+    "hidden": "students never see them",
+}
+
+
+def with_hidden_cases(result: dict, visibility: str) -> dict:
+    """The result as Gradescope shows it: each exercise split into a test of its visible
+    cases (always shown) and one of its hidden cases, shown as ``visibility`` says.
+
+    Points are shared among the cases as in the whole exercise, so the tests add up to the
+    exercise's score. With ``"visible"`` the result is returned as it is.
+    """
+    if visibility not in VISIBILITIES:
+        raise GradingError(f"hidden-case visibility {visibility!r}: choose one of {', '.join(VISIBILITIES)}")
+    if visibility == "visible":
+        return result
+    tests, shown, shown_max = [], 0.0, 0.0
+    for test in result["tests"]:
+        exercise = exercise_result(test)
+        if not exercise.cases:  # not graded at all (see results.failed_result): one visible test
+            tests.append(test)
+            shown, shown_max = shown + test["score"], shown_max + test["max_score"]
+            continue
+        hidden = [c for c in exercise.cases if c.name.startswith("hidden: ")]
+        groups = [("visible", [c for c in exercise.cases if c not in hidden]), (visibility, hidden)]
+        for seen, cases in groups:
+            if not cases:
+                continue
+            status = exercise.status
+            if status == Status.FAILED and all(c.passed for c in cases):
+                status = Status.PASSED
+            part = replace(exercise, cases=cases, status=status,
+                           max_points=exercise.max_points * len(cases) / len(exercise.cases),
+                           hints=[h for h in exercise.hints if any(c.mistake == h.name for c in cases)])
+            kind = "visible" if seen == "visible" else "hidden"
+            tests.append({
+                "name": f"{exercise.exercise}: {len(cases)} {kind} test cases",
+                "score": round(part.score, 4), "max_score": round(part.max_points, 4),
+                "status": "passed" if part.passed else "failed", "output": feedback(part),
+                "visibility": seen, "extra_data": part.to_dict(),
+            })
+            if seen == "visible":
+                shown, shown_max = shown + part.score, shown_max + part.max_points
+    first, *rest = result["output"].splitlines()
+    summary = (f"{result['extra_data']['chapter']}: {shown:.4g} / {shown_max:.4g} points on the visible "
+               f"cases; the hidden cases' {result['max_score'] - shown_max:.4g} points: "
+               f"{VISIBILITIES[visibility]}")
+    return {**result, "tests": tests, "output": "\n".join([summary, *rest])}
+
+
+def build_zip(chapter_ids: list[str], out: Path, seed: int = HIDDEN_SEED,
+              hidden_visibility: str = "after_due_date") -> Path:
+    """Write the autograder zip for ``chapter_ids`` to ``out``.
+
+    Args:
+        hidden_visibility: Gradescope's visibility of the hidden cases' tests (a key of
+            :data:`VISIBILITIES`).
+    """
     known = chapters()
     unknown = [c for c in chapter_ids if c not in known]
     if unknown or not chapter_ids:
         raise GradingError(f"unknown chapters {unknown}; choose from: {', '.join(known)}")
+    if hidden_visibility not in VISIBILITIES:
+        raise GradingError(f"hidden-case visibility {hidden_visibility!r}: choose one of "
+                           f"{', '.join(VISIBILITIES)}")
     oldest = min_python()
     values = dict(MIN_PYTHON=oldest, SERIES=".".join(oldest.split(".")[:2]), UV_VERSION=UV_VERSION,
                   CPU_INDEX=CPU_INDEX, TORCH=torch_pin(), CHAPTERS=", ".join(chapter_ids),
-                  FIRST=chapter_ids[0])
-    config = {"chapters": chapter_ids, "seed": seed}
+                  FIRST=chapter_ids[0], HIDDEN=hidden_visibility,
+                  HIDDEN_MEANING=VISIBILITIES[hidden_visibility])
+    config = {"chapters": chapter_ids, "seed": seed, "hidden_visibility": hidden_visibility}
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as z:
@@ -275,5 +363,6 @@ def run(root: Path, config_path: Path) -> int:
     chapter = chosen.stem if chosen.stem in allowed else allowed[0]
     with Grader(Limits(), int(config.get("seed", HIDDEN_SEED))) as grader:
         result = grader.grade(chosen, chapter)
+    result = with_hidden_cases(result, config.get("hidden_visibility", "after_due_date"))
     results.write_text(json.dumps(result, indent=1))
     return 0
