@@ -55,6 +55,9 @@ def main(argv: list[str] | None = None) -> int:
     zip_.add_argument("--hidden-visibility", default="after_due_date",
                       choices=list(VISIBILITIES),
                       help="when students see the hidden cases' tests on Gradescope")
+    zip_.add_argument("--measure", action="store_true",
+                      help="grade the chapters' solutions, measure time and memory, and store "
+                           "them for the zip's README (autograder/gradescope_resources.json)")
 
     run = sub.add_parser("gradescope-run", help="(used by run_autograder on Gradescope)")
     run.add_argument("--root", type=Path, default=Path("/autograder"))
@@ -67,8 +70,16 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "batch":
             return _batch(args)
         if args.command == "gradescope":
-            from autograder.gradescope import build_zip
+            from autograder.gradescope import RESOURCES, build_zip, measure
 
+            if args.measure:
+                from autograder.batch import write_atomic
+
+                old = json.loads(RESOURCES.read_text()) if RESOURCES.is_file() else {"chapters": {}}
+                new = measure(args.chapters, args.seed)
+                new["chapters"] = {**old["chapters"], **new["chapters"]}
+                write_atomic(RESOURCES, json.dumps(new, indent=1) + "\n")
+                print(f"wrote {RESOURCES}")
             print(f"wrote {build_zip(args.chapters, args.out, args.seed, args.hidden_visibility)}")
             return 0
         from autograder.gradescope import run as run_gradescope

@@ -323,7 +323,7 @@ def grade_class(root: Path, out: Path, jobs: int = 1, force: bool = False,
         mine = {s for s in mine if shard_of(s, count) == index}
         found.submissions = [entry for entry in found.submissions if entry[0] in mine]
         found.unusable = {s: why for s, why in found.unusable.items() if s in mine}
-        log(f"shard {index + 1} of {count}: {len(mine)} student folder(s)")
+        log(f"shard {index}/{count}: {len(mine)} student folder(s)")
     for note in found.ignored:
         log(f"ignored {note}")
     fingerprints = _fingerprints(found, seed)

@@ -10,16 +10,25 @@ instructor what the scripts install, from where, and how to point them elsewhere
 from __future__ import annotations
 
 import json
+import math
+import os
+import platform
 import re
+import resource
+import threading
+import time
 import tomllib
 import zipfile
 from dataclasses import replace
 from importlib import metadata
 from pathlib import Path
 
+import torch
+
+import autograder
 from autograder import GradingError
 from autograder.grader import Grader, Limits
-from autograder.plan import HIDDEN_SEED
+from autograder.plan import HIDDEN_SEED, plan_chapter
 from autograder.reader import SUFFIXES
 from autograder.results import exercise_result
 from transformer_course.checks.registry import chapters
@@ -183,6 +192,10 @@ cases only. Choose another with `python -m autograder gradescope --hidden-visibi
 {after_due_date,after_published,visible,hidden}` (`visible`: one test per exercise, as
 `python -m autograder grade` writes it).
 
+## Gradescope's settings for this autograder
+
+@RESOURCES@
+
 ## Variables (to run the scripts elsewhere, e.g. to test them)
 
 | variable | default | what it sets |
@@ -204,6 +217,129 @@ cases only. Choose another with `python -m autograder gradescope --hidden-visibi
 - `course/`: the course package and the grader (`pyproject.toml`, `constraints.txt`,
   `src/transformer_course/`, `autograder/`).
 """
+
+# Measured by ``python -m autograder gradescope --measure`` (:func:`measure`); the zip's
+# README derives its settings from it.
+RESOURCES = REPO / "autograder" / "gradescope_resources.json"
+
+
+def _tree(root: int) -> list[int]:
+    """``root`` and every process under it."""
+    parents: dict[int, list[int]] = {}
+    for entry in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        parents.setdefault(ppid, []).append(int(entry))
+    found, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        found.append(pid)
+        todo += parents.get(pid, [])
+    return found
+
+
+def _pss_bytes(pids: list[int]) -> int:
+    """Proportional set size of the processes: shared pages (torch, forked children)
+    counted once in all, as a container's memory limit counts them."""
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/smaps_rollup") as f:
+                total += next(int(line.split()[1]) for line in f if line.startswith("Pss:")) * 1024
+        except (OSError, StopIteration, ValueError):
+            continue
+    return total
+
+
+def _cpu_seconds() -> float:
+    """CPU time of this process and of every process it started and waited for (the
+    worker and, through it, the exercise processes)."""
+    return sum(u.ru_utime + u.ru_stime
+               for u in map(resource.getrusage, (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)))
+
+
+class _PeakMemory:
+    """The peak :func:`_pss_bytes` of this process and its descendants while in the
+    ``with`` block, sampled every 20 ms."""
+
+    def __enter__(self) -> _PeakMemory:
+        self.peak, self._done = 0, threading.Event()
+        self._thread = threading.Thread(target=self._sample)
+        self._thread.start()
+        return self
+
+    def _sample(self) -> None:
+        while not self._done.wait(0.02):
+            self.peak = max(self.peak, _pss_bytes(_tree(os.getpid())))
+
+    def __exit__(self, *exc) -> None:
+        self._done.set()
+        self._thread.join()
+
+
+def measure(chapter_ids: list[str], seed: int = HIDDEN_SEED) -> dict:
+    """Grade each chapter's solution notebook as ``run_autograder`` does and measure it:
+    wall-clock and CPU seconds, the peak memory of the grader and everything it started
+    (sampled every 20 ms), and the worst case for the timeout (every exercise running
+    until its own timeout)."""
+    limits = Limits()
+    found = {}
+    for chapter in chapter_ids:
+        plans = plan_chapter(chapter, seed)  # built before the clock starts, as in the image
+        before = _cpu_seconds()
+        start = time.perf_counter()
+        with _PeakMemory() as memory, Grader(limits, seed) as grader:
+            result = grader.grade(REPO / "solutions" / f"{chapter}.ipynb", chapter)
+        seconds = time.perf_counter() - start
+        cpu = _cpu_seconds() - before
+        timeouts = sum(max(limits.timeout_floor, limits.timeout_factor * p.reference_seconds) for p in plans)
+        found[chapter] = {
+            "score": result["score"], "max_score": result["max_score"],
+            "seconds": round(seconds, 1), "cpu_seconds": round(cpu, 1),
+            "peak_mib": round(memory.peak / 2**20),
+            "worst_case_seconds": round(seconds + timeouts + limits.load_timeout * 2),
+        }
+    model = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
+                  if line.startswith("model name")), platform.machine())
+    return {"machine": f"{model}, {os.cpu_count()} CPUs, Linux {platform.release()}",
+            "grader_version": autograder.__version__, "torch": torch.__version__,
+            "child_memory_limit_mib": limits.memory_bytes >> 20, "chapters": found}
+
+
+def resources_text(chapter_ids: list[str]) -> str:
+    """The README's settings for these chapters, from :data:`RESOURCES`."""
+    data = json.loads(RESOURCES.read_text()) if RESOURCES.is_file() else {"chapters": {}}
+    measured = [c for c in chapter_ids if c in data["chapters"]]
+    missing = [c for c in chapter_ids if c not in data["chapters"]]
+    lines = []
+    if measured:
+        rows = [data["chapters"][c] for c in measured]
+        peak = max(r["peak_mib"] for r in rows)
+        memory = math.ceil((peak + data["child_memory_limit_mib"]) / 1024)
+        worst = max(r["worst_case_seconds"] for r in rows)
+        lines += [
+            f"Measured by grading each chapter's solution notebook as `run_autograder` does, on "
+            f"{data['machine']} (autograder {data['grader_version']}, torch {data['torch']}):", "",
+            "| chapter | wall-clock s | CPU s | peak memory (MiB) | worst case s |",
+            "|---|---|---|---|---|",
+            *[f"| {c} | {r['seconds']:g} | {r['cpu_seconds']:g} | {r['peak_mib']} | "
+              f"{r['worst_case_seconds']} |" for c, r in zip(measured, rows, strict=True)], "",
+            f"* **Memory: at least {memory} GB.** The grader and its worker peaked at {peak} MiB "
+            "(shared pages counted once), and a student's exercise process may grow to "
+            f"{data['child_memory_limit_mib']} MiB before it is stopped.",
+            "* **CPU: 1 is enough.** Exercises run one after another on one thread each; "
+            "more CPUs do not make a submission faster.",
+            f"* **Timeout: at least {math.ceil(worst / 60)} minutes.** \"Worst case\" is a "
+            "submission whose every exercise runs until its own time limit.",
+        ]
+    if missing:
+        lines += ["", f"Not measured yet: {', '.join(missing)} (`python -m autograder gradescope "
+                  "--measure --chapters ...` measures them)."]
+    return "\n".join(lines).strip()
+
 
 # What the zip carries of the repository, under course/: enough to `pip install` it.
 _SOURCES = ["pyproject.toml", "constraints.txt", "README.md", "src/transformer_course", "autograder"]
@@ -323,7 +459,8 @@ def build_zip(chapter_ids: list[str], out: Path, seed: int = HIDDEN_SEED,
     values = dict(MIN_PYTHON=oldest, SERIES=".".join(oldest.split(".")[:2]), UV_VERSION=UV_VERSION,
                   CPU_INDEX=CPU_INDEX, TORCH=torch_pin(), CHAPTERS=", ".join(chapter_ids),
                   FIRST=chapter_ids[0], HIDDEN=hidden_visibility,
-                  HIDDEN_MEANING=VISIBILITIES[hidden_visibility])
+                  HIDDEN_MEANING=VISIBILITIES[hidden_visibility],
+                  RESOURCES=resources_text(chapter_ids))
     config = {"chapters": chapter_ids, "seed": seed, "hidden_visibility": hidden_visibility}
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -41,7 +41,7 @@ def build_result(path: Path, chapter: str, sha: str, seed: int, results: list[Ch
     notes = [_text(note) for note in notes[:MAX_NOTES]] if isinstance(notes, list) else []
     flags = ({_text(k, 200): _text(v, 200) for k, v in list(flags.items())[:MAX_NOTES]}
              if isinstance(flags, dict) else {})
-    problems = [p for p in problems[:20] if isinstance(p, dict)] if isinstance(problems, list) else []
+    problems = [p for p in problems if isinstance(p, dict)][:20] if isinstance(problems, list) else []
     tests = []
     for result in results:
         points = round(result.score, 4)

@@ -23,7 +23,16 @@ from packaging.specifiers import SpecifierSet
 from packaging.version import Version
 
 from autograder import GradingError
-from autograder.gradescope import CPU_INDEX, build_zip, min_python, torch_pin, with_hidden_cases
+from autograder.gradescope import (
+    CPU_INDEX,
+    RESOURCES,
+    build_zip,
+    measure,
+    min_python,
+    resources_text,
+    torch_pin,
+    with_hidden_cases,
+)
 from autograder.results import build_result, exercise_result
 from transformer_course.checks.exercise import Mistake
 from transformer_course.checks.results import CaseResult, CheckResult, Status
@@ -93,6 +102,27 @@ def test_hidden_cases_are_shown_after_the_due_date_unless_configured(tmp_path):
         assert json.loads(z.read("autograder_config.json"))["hidden_visibility"] == "after_published"
     with pytest.raises(GradingError, match="after_due_date, after_published, visible, hidden"):
         build_zip([CHAPTER], tmp_path / "bad.zip", hidden_visibility="later")
+
+
+def test_the_readme_gives_the_settings_measured_for_its_chapters(tmp_path):
+    measured = json.loads(RESOURCES.read_text())
+    assert set(measured["chapters"]) == {p.stem for p in (ROOT / "solutions").glob("*.ipynb")}
+    with zipfile.ZipFile(build_zip([CHAPTER], tmp_path / "autograder.zip")) as z:
+        readme = z.read("README.md").decode()
+    row = measured["chapters"][CHAPTER]
+    assert resources_text([CHAPTER]) in readme
+    assert f"| {CHAPTER} | {row['seconds']:g} | {row['cpu_seconds']:g} | {row['peak_mib']} |" in readme
+    gigabytes = -(-(row["peak_mib"] + measured["child_memory_limit_mib"]) // 1024)
+    assert f"Memory: at least {gigabytes} GB" in readme and "Not measured" not in readme
+    assert "Not measured yet: 07_training" in resources_text([CHAPTER, "07_training"])
+
+
+def test_measuring_grades_the_solution_and_sees_the_worker():
+    found = measure([CHAPTER])["chapters"][CHAPTER]
+    assert found["score"] == found["max_score"] == 6
+    # The worker and its exercise processes each hold torch: far more than this process alone.
+    assert found["peak_mib"] > 200 and found["cpu_seconds"] > 0
+    assert found["worst_case_seconds"] > found["seconds"] + 5 * 10  # five exercises, 10 s floor each
 
 
 def _with_hidden() -> dict:
