@@ -8,6 +8,12 @@ off, the similarity report ``OUT/similarity.csv`` and ``similarity.html`` (see
 exercise of each submission runs in its own confined process, so one submission's crash
 or timeout cannot touch another's result.
 
+No result is lost: every submission ends with a result file, graded or failed with the
+reason; student folders that cannot have one (a name that collides with a report file,
+a link out of the class folder, nothing gradable inside) are named in ``OUT/missing.txt``
+and in :attr:`ClassGrades.missing`. ``shard=(i, n)`` grades one slice of the class
+(:func:`shard_of`); :func:`merge_class` writes the class's reports from all the slices.
+
 A previous result is reused only when its fingerprint matches: the submission's sha256,
 the seed, the chapter's rubric, the grader's version and a hash of the reference outputs
 of the chapter's cases (:func:`result_fingerprint`). Every file is written to a temporary
