@@ -332,8 +332,11 @@ def resources_text(chapter_ids: list[str]) -> str:
             f"{data['child_memory_limit_mib']} MiB before it is stopped.",
             "* **CPU: 1 is enough.** Exercises run one after another on one thread each; "
             "more CPUs do not make a submission faster.",
-            f"* **Timeout: at least {math.ceil(worst / 60)} minutes.** \"Worst case\" is a "
-            "submission whose every exercise runs until its own time limit.",
+            f"* **Timeout: {math.ceil(worst / 60)} minutes** covers the worst case, a submission "
+            f"whose every exercise runs until its own time limit (the limit is "
+            f"{Limits().timeout_factor:g} times the reference's own time, at least "
+            f"{Limits().timeout_floor:g} s). With a shorter timeout such a submission "
+            "ends with Gradescope's timeout message instead of the grader's feedback.",
         ]
     if missing:
         lines += ["", f"Not measured yet: {', '.join(missing)} (`python -m autograder gradescope "
