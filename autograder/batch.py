@@ -122,8 +122,13 @@ def read_class_folder(root: Path) -> ClassFolder:
             found.unusable[name] = (f"the folder's name is that of a report file batch writes "
                                     f"(one of {', '.join(sorted(REPORT_FILES))}); rename it")
             continue
+        try:
+            entries = sorted(folder.iterdir())
+        except OSError as err:
+            found.unusable[name] = f"the folder could not be read ({type(err).__name__})"
+            continue
         chosen: dict[str, Path] = {}
-        for path in sorted(folder.iterdir()):
+        for path in entries:
             if path.suffix in SUFFIXES and path.stem in known and path.stem not in chosen:
                 chosen[path.stem] = path
                 why = _refusal(path, root)
