@@ -30,7 +30,7 @@ from autograder import GradingError
 from autograder.grader import Grader, Limits
 from autograder.plan import HIDDEN_SEED, plan_chapter
 from autograder.reader import SUFFIXES
-from autograder.results import exercise_result
+from autograder.results import exercise_result, failed_result
 from transformer_course.checks.registry import chapters
 from transformer_course.checks.render import feedback
 from transformer_course.checks.results import Status
@@ -501,8 +501,13 @@ def run(root: Path, config_path: Path) -> int:
         }, indent=1))
         return 0
     chapter = chosen.stem if chosen.stem in allowed else allowed[0]
-    with Grader(Limits(), int(config.get("seed", HIDDEN_SEED))) as grader:
-        result = grader.grade(chosen, chapter)
+    seed = int(config.get("seed", HIDDEN_SEED))
+    with Grader(Limits(), seed) as grader:
+        try:
+            result = grader.grade(chosen, chapter)
+        except Exception as err:  # the student still gets a result, and the reason
+            result = failed_result(chosen, chapter, seed, "the grader could not grade this submission "
+                                   f"({type(err).__name__}: {str(err)[:500]}); tell your instructor")
     result = with_hidden_cases(result, config.get("hidden_visibility", "after_due_date"))
     results.write_text(json.dumps(result, indent=1))
     return 0

@@ -23,6 +23,7 @@ from packaging.specifiers import SpecifierSet
 from packaging.version import Version
 
 from autograder import GradingError
+from autograder.grader import Grader
 from autograder.gradescope import (
     CPU_INDEX,
     RESOURCES,
@@ -33,6 +34,7 @@ from autograder.gradescope import (
     torch_pin,
     with_hidden_cases,
 )
+from autograder.gradescope import run as gradescope_run
 from autograder.results import build_result, exercise_result
 from transformer_course.checks.exercise import Mistake
 from transformer_course.checks.results import CaseResult, CheckResult, Status
@@ -196,6 +198,19 @@ def test_setup_stops_with_advice_when_no_python_fits_and_bootstrap_is_off(tmp_pa
     assert done.returncode == 1
     assert f"older than {min_python()}" in done.stderr and "AUTOGRADER_BASE_PYTHON" in done.stderr
     assert not (home / "venv").exists()
+
+
+def test_a_submission_that_crashes_the_grader_still_gets_a_result(tmp_path, monkeypatch):
+    def crash(self, path, chapter=None):
+        raise RecursionError("maximum recursion depth exceeded while decoding a JSON array")
+
+    monkeypatch.setattr(Grader, "grade", crash)
+    home = _unpack(tmp_path)
+    _submit(home, SUBMISSIONS["student"])
+    assert gradescope_run(home, home / "source" / "autograder_config.json") == 0
+    result = json.loads((home / "results" / "results.json").read_text())
+    assert result["score"] == 0 and result["max_score"] == 6 and len(result["tests"]) == 5
+    assert "could not grade this submission (RecursionError: maximum recursion" in result["output"]
 
 
 def _older_python_with_pip() -> str | None:
