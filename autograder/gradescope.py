@@ -10,17 +10,30 @@ instructor what the scripts install, from where, and how to point them elsewhere
 from __future__ import annotations
 
 import json
+import math
+import os
+import platform
 import re
+import resource
+import threading
+import time
 import tomllib
 import zipfile
+from dataclasses import replace
 from importlib import metadata
 from pathlib import Path
 
+import torch
+
+import autograder
 from autograder import GradingError
 from autograder.grader import Grader, Limits
-from autograder.plan import HIDDEN_SEED
+from autograder.plan import HIDDEN_SEED, plan_chapter
 from autograder.reader import SUFFIXES
+from autograder.results import exercise_result, failed_result
 from transformer_course.checks.registry import chapters
+from transformer_course.checks.render import feedback
+from transformer_course.checks.results import Status
 from transformer_course.pins import read_pins
 
 REPO = Path(__file__).resolve().parents[1]
@@ -103,6 +116,13 @@ torch="$(grep -m 1 -E '^torch==' "$COURSE/constraints.txt")" || die "constraints
 say "installing $torch from $TORCH_INDEX_URL"
 "${pip[@]}" install --quiet --no-deps --index-url "$TORCH_INDEX_URL" "$torch"
 
+# 3b. bubblewrap, the sandbox every student's code runs in (Debian's and Ubuntu's package).
+if ! command -v bwrap > /dev/null; then
+    say "installing bubblewrap (the grader's sandbox)"
+    apt_install bubblewrap || die "cannot install bubblewrap: the grader runs no student code without it"
+fi
+bwrap --version > /dev/null || die "bwrap is installed but does not run"
+
 # 4. The course package (with the grader) and the exact versions it was tested with.
 say "installing the course package with constraints.txt"
 "${pip[@]}" install --quiet -c "$COURSE/constraints.txt" "$COURSE"
@@ -156,9 +176,25 @@ the image lacks it. Ubuntu 18.04 cannot work: torch's wheels need glibc 2.28 or 
 3. `@TORCH@`, the CPU-only build, from PyTorch's CPU wheel index
    (@CPU_INDEX@): the default index has the CUDA build, with several GB of
    libraries a grader never uses.
-4. The course package (`course/`, with the grader) from PyPI, every dependency at the
+4. `bubblewrap` from the image's apt (Ubuntu's package), when `bwrap` is missing: the
+   grader runs every student's code inside it.
+5. The course package (`course/`, with the grader) from PyPI, every dependency at the
    version in `course/constraints.txt`; then `pip check`, and a check that torch is the
    CPU build of the pin.
+
+## Hidden test cases
+
+Each exercise is graded on its visible cases (the ones the notebook's `check` runs) and
+on hidden cases. On Gradescope they are two tests per exercise: `<exercise>: N visible
+test cases`, always shown, and `<exercise>: N hidden test cases`, with the visibility
+`@HIDDEN@` (@HIDDEN_MEANING@). The summary at the top gives the points of the visible
+cases only. Choose another with `python -m autograder gradescope --hidden-visibility
+{after_due_date,after_published,visible,hidden}` (`visible`: one test per exercise, as
+`python -m autograder grade` writes it).
+
+## Gradescope's settings for this autograder
+
+@RESOURCES@
 
 ## Variables (to run the scripts elsewhere, e.g. to test them)
 
@@ -176,10 +212,137 @@ the image lacks it. Ubuntu 18.04 cannot work: torch's wheels need glibc 2.28 or 
 ## Files
 
 - `setup.sh`, `run_autograder`: the two scripts Gradescope runs.
-- `autograder_config.json`: the chapters and the seed of the hidden test cases.
+- `autograder_config.json`: the chapters, the seed of the hidden test cases and their
+  visibility.
 - `course/`: the course package and the grader (`pyproject.toml`, `constraints.txt`,
   `src/transformer_course/`, `autograder/`).
 """
+
+# Measured by ``python -m autograder gradescope --measure`` (:func:`measure`); the zip's
+# README derives its settings from it.
+RESOURCES = REPO / "autograder" / "gradescope_resources.json"
+
+
+def _tree(root: int) -> list[int]:
+    """``root`` and every process under it."""
+    parents: dict[int, list[int]] = {}
+    for entry in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        parents.setdefault(ppid, []).append(int(entry))
+    found, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        found.append(pid)
+        todo += parents.get(pid, [])
+    return found
+
+
+def _pss_bytes(pids: list[int]) -> int:
+    """Proportional set size of the processes: shared pages (torch, forked children)
+    counted once in all, as a container's memory limit counts them."""
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/smaps_rollup") as f:
+                total += next(int(line.split()[1]) for line in f if line.startswith("Pss:")) * 1024
+        except (OSError, StopIteration, ValueError):
+            continue
+    return total
+
+
+def _cpu_seconds() -> float:
+    """CPU time of this process and of every process it started and waited for (the
+    worker and, through it, the exercise processes)."""
+    return sum(u.ru_utime + u.ru_stime
+               for u in map(resource.getrusage, (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)))
+
+
+class _PeakMemory:
+    """The peak :func:`_pss_bytes` of this process and its descendants while in the
+    ``with`` block, sampled every 20 ms."""
+
+    def __enter__(self) -> _PeakMemory:
+        self.peak, self._done = 0, threading.Event()
+        self._thread = threading.Thread(target=self._sample)
+        self._thread.start()
+        return self
+
+    def _sample(self) -> None:
+        while not self._done.wait(0.02):
+            self.peak = max(self.peak, _pss_bytes(_tree(os.getpid())))
+
+    def __exit__(self, *exc) -> None:
+        self._done.set()
+        self._thread.join()
+
+
+def measure(chapter_ids: list[str], seed: int = HIDDEN_SEED) -> dict:
+    """Grade each chapter's solution notebook as ``run_autograder`` does and measure it:
+    wall-clock and CPU seconds, the peak memory of the grader and everything it started
+    (sampled every 20 ms), and the worst case for the timeout (every exercise running
+    until its own timeout)."""
+    limits = Limits()
+    found = {}
+    for chapter in chapter_ids:
+        plans = plan_chapter(chapter, seed)  # built before the clock starts, as in the image
+        before = _cpu_seconds()
+        start = time.perf_counter()
+        with _PeakMemory() as memory, Grader(limits, seed) as grader:
+            result = grader.grade(REPO / "solutions" / f"{chapter}.ipynb", chapter)
+        seconds = time.perf_counter() - start
+        cpu = _cpu_seconds() - before
+        timeouts = sum(max(limits.timeout_floor, limits.timeout_factor * p.reference_seconds) for p in plans)
+        found[chapter] = {
+            "score": result["score"], "max_score": result["max_score"],
+            "seconds": round(seconds, 1), "cpu_seconds": round(cpu, 1),
+            "peak_mib": round(memory.peak / 2**20),
+            "worst_case_seconds": round(seconds + timeouts + limits.load_timeout * 2),
+        }
+    model = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
+                  if line.startswith("model name")), platform.machine())
+    return {"machine": f"{model}, {os.cpu_count()} CPUs, Linux {platform.release()}",
+            "grader_version": autograder.__version__, "torch": torch.__version__,
+            "child_memory_limit_mib": limits.memory_bytes >> 20, "chapters": found}
+
+
+def resources_text(chapter_ids: list[str]) -> str:
+    """The README's settings for these chapters, from :data:`RESOURCES`."""
+    data = json.loads(RESOURCES.read_text()) if RESOURCES.is_file() else {"chapters": {}}
+    measured = [c for c in chapter_ids if c in data["chapters"]]
+    missing = [c for c in chapter_ids if c not in data["chapters"]]
+    lines = []
+    if measured:
+        rows = [data["chapters"][c] for c in measured]
+        peak = max(r["peak_mib"] for r in rows)
+        memory = math.ceil((peak + data["child_memory_limit_mib"]) / 1024)
+        worst = max(r["worst_case_seconds"] for r in rows)
+        lines += [
+            f"Measured by grading each chapter's solution notebook as `run_autograder` does, on "
+            f"{data['machine']} (autograder {data['grader_version']}, torch {data['torch']}):", "",
+            "| chapter | wall-clock s | CPU s | peak memory (MiB) | worst case s |",
+            "|---|---|---|---|---|",
+            *[f"| {c} | {r['seconds']:g} | {r['cpu_seconds']:g} | {r['peak_mib']} | "
+              f"{r['worst_case_seconds']} |" for c, r in zip(measured, rows, strict=True)], "",
+            f"* **Memory: at least {memory} GB.** The grader and its worker peaked at {peak} MiB "
+            "(shared pages counted once), and a student's exercise process may grow to "
+            f"{data['child_memory_limit_mib']} MiB before it is stopped.",
+            "* **CPU: 1 is enough.** Exercises run one after another on one thread each; "
+            "more CPUs do not make a submission faster.",
+            f"* **Timeout: {math.ceil(worst / 60)} minutes** covers the worst case, a submission "
+            f"whose every exercise runs until its own time limit (the limit is "
+            f"{Limits().timeout_factor:g} times the reference's own time, at least "
+            f"{Limits().timeout_floor:g} s). With a shorter timeout such a submission "
+            "ends with Gradescope's timeout message instead of the grader's feedback.",
+        ]
+    if missing:
+        lines += ["", f"Not measured yet: {', '.join(missing)} (`python -m autograder gradescope "
+                  "--measure --chapters ...` measures them)."]
+    return "\n".join(lines).strip()
+
 
 # What the zip carries of the repository, under course/: enough to `pip install` it.
 _SOURCES = ["pyproject.toml", "constraints.txt", "README.md", "src/transformer_course", "autograder"]
@@ -226,17 +389,82 @@ def _fill(template: str, **values: str) -> str:
     return template
 
 
-def build_zip(chapter_ids: list[str], out: Path, seed: int = HIDDEN_SEED) -> Path:
-    """Write the autograder zip for ``chapter_ids`` to ``out``."""
+# Gradescope's visibility of a test, and when a student sees it.
+VISIBILITIES = {
+    "after_due_date": "students see them once the due date has passed",
+    "after_published": "students see them once you publish the grades",
+    "visible": "students see them at once",
+    "hidden": "students never see them",
+}
+
+
+def with_hidden_cases(result: dict, visibility: str) -> dict:
+    """The result as Gradescope shows it: each exercise split into a test of its visible
+    cases (always shown) and one of its hidden cases, shown as ``visibility`` says.
+
+    Points are shared among the cases as in the whole exercise, so the tests add up to the
+    exercise's score. With ``"visible"`` the result is returned as it is.
+    """
+    if visibility not in VISIBILITIES:
+        raise GradingError(f"hidden-case visibility {visibility!r}: choose one of {', '.join(VISIBILITIES)}")
+    if visibility == "visible":
+        return result
+    tests, shown, shown_max = [], 0.0, 0.0
+    for test in result["tests"]:
+        exercise = exercise_result(test)
+        if not exercise.cases:  # not graded at all (see results.failed_result): one visible test
+            tests.append(test)
+            shown, shown_max = shown + test["score"], shown_max + test["max_score"]
+            continue
+        hidden = [c for c in exercise.cases if c.name.startswith("hidden: ")]
+        groups = [("visible", [c for c in exercise.cases if c not in hidden]), (visibility, hidden)]
+        for seen, cases in groups:
+            if not cases:
+                continue
+            status = exercise.status
+            if status == Status.FAILED and all(c.passed for c in cases):
+                status = Status.PASSED
+            part = replace(exercise, cases=cases, status=status,
+                           max_points=exercise.max_points * len(cases) / len(exercise.cases),
+                           hints=[h for h in exercise.hints if any(c.mistake == h.name for c in cases)])
+            kind = "visible" if seen == "visible" else "hidden"
+            tests.append({
+                "name": f"{exercise.exercise}: {len(cases)} {kind} test cases",
+                "score": round(part.score, 4), "max_score": round(part.max_points, 4),
+                "status": "passed" if part.passed else "failed", "output": feedback(part),
+                "visibility": seen, "extra_data": part.to_dict(),
+            })
+            if seen == "visible":
+                shown, shown_max = shown + part.score, shown_max + part.max_points
+    first, *rest = result["output"].splitlines()
+    summary = (f"{result['extra_data']['chapter']}: {shown:.4g} / {shown_max:.4g} points on the visible "
+               f"cases; the hidden cases' {result['max_score'] - shown_max:.4g} points: "
+               f"{VISIBILITIES[visibility]}")
+    return {**result, "tests": tests, "output": "\n".join([summary, *rest])}
+
+
+def build_zip(chapter_ids: list[str], out: Path, seed: int = HIDDEN_SEED,
+              hidden_visibility: str = "after_due_date") -> Path:
+    """Write the autograder zip for ``chapter_ids`` to ``out``.
+
+    Args:
+        hidden_visibility: Gradescope's visibility of the hidden cases' tests (a key of
+            :data:`VISIBILITIES`).
+    """
     known = chapters()
     unknown = [c for c in chapter_ids if c not in known]
     if unknown or not chapter_ids:
         raise GradingError(f"unknown chapters {unknown}; choose from: {', '.join(known)}")
+    if hidden_visibility not in VISIBILITIES:
+        raise GradingError(f"hidden-case visibility {hidden_visibility!r}: choose one of "
+                           f"{', '.join(VISIBILITIES)}")
     oldest = min_python()
     values = dict(MIN_PYTHON=oldest, SERIES=".".join(oldest.split(".")[:2]), UV_VERSION=UV_VERSION,
                   CPU_INDEX=CPU_INDEX, TORCH=torch_pin(), CHAPTERS=", ".join(chapter_ids),
-                  FIRST=chapter_ids[0])
-    config = {"chapters": chapter_ids, "seed": seed}
+                  FIRST=chapter_ids[0], HIDDEN=hidden_visibility,
+                  HIDDEN_MEANING=VISIBILITIES[hidden_visibility],
+                  RESOURCES=resources_text(chapter_ids))
+    config = {"chapters": chapter_ids, "seed": seed, "hidden_visibility": hidden_visibility}
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as z:
@@ -273,7 +501,13 @@ def run(root: Path, config_path: Path) -> int:
         }, indent=1))
         return 0
     chapter = chosen.stem if chosen.stem in allowed else allowed[0]
-    with Grader(Limits(), int(config.get("seed", HIDDEN_SEED))) as grader:
-        result = grader.grade(chosen, chapter)
+    seed = int(config.get("seed", HIDDEN_SEED))
+    with Grader(Limits(), seed) as grader:
+        try:
+            result = grader.grade(chosen, chapter)
+        except Exception as err:  # the student still gets a result, and the reason
+            result = failed_result(chosen, chapter, seed, "the grader could not grade this submission "
+                                   f"({type(err).__name__}: {str(err)[:500]}); tell your instructor")
+    result = with_hidden_cases(result, config.get("hidden_visibility", "after_due_date"))
     results.write_text(json.dumps(result, indent=1))
     return 0

@@ -110,3 +110,14 @@ def test_command_line_options(graded, tmp_path):
                            "--roster", str(tmp_path / "nope.csv")],
                           capture_output=True, text=True, cwd=ROOT, timeout=600)
     assert done.returncode == 2 and "does not exist" in done.stderr
+
+
+def test_a_result_file_of_the_wrong_shape_is_regraded_not_trusted(graded):
+    root, out = graded
+    (out / "ada" / "01_attention.json").write_text("[" * 100_000 + "]" * 100_000)
+    bob = json.loads((out / "bob" / "01_attention.json").read_text())
+    bob["tests"][0]["extra_data"]["cases"] = "all passed"
+    (out / "bob" / "01_attention.json").write_text(json.dumps(bob))
+    log = _grade(root, out)
+    assert _counts(log) == "2 submissions, 2 to grade, 0 up to date"
+    assert "to grade because: unreadable or incomplete result (2)" in log

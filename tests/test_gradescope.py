@@ -22,7 +22,22 @@ import pytest
 from packaging.specifiers import SpecifierSet
 from packaging.version import Version
 
-from autograder.gradescope import CPU_INDEX, build_zip, min_python, torch_pin
+from autograder import GradingError
+from autograder.grader import Grader
+from autograder.gradescope import (
+    CPU_INDEX,
+    RESOURCES,
+    build_zip,
+    measure,
+    min_python,
+    resources_text,
+    torch_pin,
+    with_hidden_cases,
+)
+from autograder.gradescope import run as gradescope_run
+from autograder.results import build_result, exercise_result
+from transformer_course.checks.exercise import Mistake
+from transformer_course.checks.results import CaseResult, CheckResult, Status
 
 ROOT = Path(__file__).resolve().parents[1]
 CHAPTER = "01_attention"
@@ -77,6 +92,72 @@ def test_zip_holds_the_scripts_the_course_and_a_readme(tmp_path):
     assert not re.search(r"@[A-Z_]+@", setup + readme)
     assert f'MIN_PYTHON="{min_python()}"' in setup and CPU_INDEX in setup
     assert "Ubuntu 22.04" in readme and torch_pin() in readme and f">={min_python()}" in readme
+    assert "apt_install bubblewrap" in setup and "`bubblewrap`" in readme
+
+
+def test_hidden_cases_are_shown_after_the_due_date_unless_configured(tmp_path):
+    with zipfile.ZipFile(build_zip([CHAPTER], tmp_path / "default.zip")) as z:
+        config, readme = json.loads(z.read("autograder_config.json")), z.read("README.md").decode()
+    assert config["hidden_visibility"] == "after_due_date" and "`after_due_date` (students see" in readme
+    published = build_zip([CHAPTER], tmp_path / "published.zip", hidden_visibility="after_published")
+    with zipfile.ZipFile(published) as z:
+        assert json.loads(z.read("autograder_config.json"))["hidden_visibility"] == "after_published"
+    with pytest.raises(GradingError, match="after_due_date, after_published, visible, hidden"):
+        build_zip([CHAPTER], tmp_path / "bad.zip", hidden_visibility="later")
+
+
+def test_the_readme_gives_the_settings_measured_for_its_chapters(tmp_path):
+    measured = json.loads(RESOURCES.read_text())
+    assert set(measured["chapters"]) == {p.stem for p in (ROOT / "solutions").glob("*.ipynb")}
+    with zipfile.ZipFile(build_zip([CHAPTER], tmp_path / "autograder.zip")) as z:
+        readme = z.read("README.md").decode()
+    row = measured["chapters"][CHAPTER]
+    assert resources_text([CHAPTER]) in readme
+    assert f"| {CHAPTER} | {row['seconds']:g} | {row['cpu_seconds']:g} | {row['peak_mib']} |" in readme
+    gigabytes = -(-(row["peak_mib"] + measured["child_memory_limit_mib"]) // 1024)
+    assert f"Memory: at least {gigabytes} GB" in readme and "Not measured" not in readme
+    assert "Not measured yet: 07_training" in resources_text([CHAPTER, "07_training"])
+
+
+def test_measuring_grades_the_solution_and_sees_the_worker():
+    found = measure([CHAPTER])["chapters"][CHAPTER]
+    assert found["score"] == found["max_score"] == 6
+    # The worker and its exercise processes each hold torch: far more than this process alone.
+    assert found["peak_mib"] > 200 and found["cpu_seconds"] > 0
+    assert found["worst_case_seconds"] > found["seconds"] + 5 * 10  # five exercises, 10 s floor each
+
+
+def _with_hidden() -> dict:
+    hint = Mistake("no max subtraction", "subtract the maximum", None)
+    softmax = CheckResult("softmax", CHAPTER, Status.FAILED,
+                          [CaseResult("2-D", True), CaseResult("3-D", True),
+                           CaseResult("hidden: large", False, "NaN at [0]", "no max subtraction"),
+                           CaseResult("hidden: small", True)], 2, hints=[hint])
+    mask = CheckResult("causal_mask", CHAPTER, Status.FAILED,
+                       [CaseResult("4", False, "values differ"), CaseResult("hidden: 7", True)], 1)
+    return build_result(Path(f"{CHAPTER}.ipynb"), CHAPTER, "0" * 64, 1, [softmax, mask], {}, [], [], 1.0)
+
+
+def test_each_exercise_is_split_into_its_visible_and_its_hidden_cases():
+    result = _with_hidden()
+    shown = with_hidden_cases(result, "after_due_date")
+    tests = {t["name"]: t for t in shown["tests"]}
+    assert list(tests) == ["softmax: 2 visible test cases", "softmax: 2 hidden test cases",
+                           "causal_mask: 1 visible test cases", "causal_mask: 1 hidden test cases"]
+    assert [t["visibility"] for t in tests.values()] == ["visible", "after_due_date"] * 2
+    assert [(t["score"], t["max_score"], t["status"]) for t in tests.values()] == [
+        (1, 1, "passed"), (0.5, 1, "failed"), (0, 0.5, "failed"), (0.5, 0.5, "passed")]
+    assert sum(t["score"] for t in shown["tests"]) == shown["score"] == result["score"] == 2
+    # What the visible test shows says nothing of the hidden cases, nor does the summary.
+    visible = tests["softmax: 2 visible test cases"]
+    assert "hidden" not in visible["output"] and "subtract the maximum" not in visible["output"]
+    assert exercise_result(visible).hints == []
+    assert "subtract the maximum" in tests["softmax: 2 hidden test cases"]["output"]
+    assert shown["output"].splitlines()[0] == (
+        f"{CHAPTER}: 1 / 1.5 points on the visible cases; the hidden cases' 1.5 points: "
+        "students see them once the due date has passed")
+    assert with_hidden_cases(result, "visible") is result
+    assert [t["visibility"] for t in with_hidden_cases(result, "hidden")["tests"]][1::2] == ["hidden"] * 2
 
 
 def test_min_python_is_the_oldest_that_the_course_and_its_pins_accept():
@@ -101,6 +182,8 @@ def test_run_autograder_grades_a_submission(tmp_path):
     result = _run_autograder(home, AUTOGRADER_PYTHON=sys.executable)
     assert result["score"] == result["max_score"] == 6
     assert result["extra_data"]["chapter"] == CHAPTER
+    assert {t["visibility"] for t in result["tests"]} == {"visible", "after_due_date"}
+    assert all(("hidden test cases" in t["name"]) == (t["visibility"] != "visible") for t in result["tests"])
     (home / "submission" / f"{CHAPTER}.ipynb").rename(home / "submission" / "notes.txt")
     result = _run_autograder(home, AUTOGRADER_PYTHON=sys.executable)
     assert result["score"] == 0 and f"upload {CHAPTER}.ipynb" in result["output"]
@@ -115,6 +198,19 @@ def test_setup_stops_with_advice_when_no_python_fits_and_bootstrap_is_off(tmp_pa
     assert done.returncode == 1
     assert f"older than {min_python()}" in done.stderr and "AUTOGRADER_BASE_PYTHON" in done.stderr
     assert not (home / "venv").exists()
+
+
+def test_a_submission_that_crashes_the_grader_still_gets_a_result(tmp_path, monkeypatch):
+    def crash(self, path, chapter=None):
+        raise RecursionError("maximum recursion depth exceeded while decoding a JSON array")
+
+    monkeypatch.setattr(Grader, "grade", crash)
+    home = _unpack(tmp_path)
+    _submit(home, SUBMISSIONS["student"])
+    assert gradescope_run(home, home / "source" / "autograder_config.json") == 0
+    result = json.loads((home / "results" / "results.json").read_text())
+    assert result["score"] == 0 and result["max_score"] == 6 and len(result["tests"]) == 5
+    assert "could not grade this submission (RecursionError: maximum recursion" in result["output"]
 
 
 def _older_python_with_pip() -> str | None:
@@ -188,7 +284,7 @@ def test_setup_then_run_autograder_grades_as_the_command_line_does(gradescope_im
     gradescope = _run_autograder(home)
     subprocess.run([sys.executable, "-m", "autograder", "grade", str(notebook), "--chapter", CHAPTER,
                     "--json", str(tmp_path / "cli.json")], check=True, capture_output=True, cwd=ROOT)
-    cli = json.loads((tmp_path / "cli.json").read_text())
+    cli = with_hidden_cases(json.loads((tmp_path / "cli.json").read_text()), "after_due_date")
     assert _without_timings(gradescope) == _without_timings(cli)
     assert gradescope["score"] == (gradescope["max_score"] if kind == "solution" else 0)
     assert gradescope["max_score"] == 6 and len(gradescope["tests"]) >= 2

@@ -4,7 +4,7 @@ one renderer, the same words a notebook's check shows."""
 from pathlib import Path
 
 from autograder.report import class_summary, student_html, student_markdown, text_summary
-from autograder.results import build_result, exercise_result
+from autograder.results import build_result, exercise_result, result_problem
 from transformer_course.checks.exercise import Mistake
 from transformer_course.checks.render import as_html, as_markdown
 from transformer_course.checks.results import CaseResult, CheckResult, Status
@@ -58,3 +58,31 @@ def test_terminal_summary_and_class_summary_use_the_exercise_names():
     summary = class_summary(grades, ["01_attention"])
     assert "- **softmax**: 2 failed; no max subtraction (2)" in summary
     assert "- **causal_mask**: 2 failed; failed (2)" in summary
+
+
+def test_what_the_child_wrote_reaches_a_result_only_as_bounded_text():
+    hostile = [{"cell": ["x"] * 3, "line": {"a": 1}, "error": "e" * 10**6}, "not a dict", 7] * 30
+    result = build_result(Path("01_attention.ipynb"), "01_attention", "0" * 64, 1, [],
+                          flags={"softmax": {"nested": []}, 3: "x" * 10**4}, notes=["fine", ["odd"]],
+                          problems=hostile, seconds=1.0)
+    extra = result["extra_data"]
+    assert extra["flags"] == {"softmax": "dict", "3": "x" * 200}
+    assert extra["notes"][:2] == ["fine", "list"] and len(extra["notes"]) == 2 + 20
+    assert extra["notes"][2] == "list, line dict: " + "e" * 2000
+    assert result_problem(result) is None
+
+
+def test_a_result_read_back_is_checked_before_the_reports_use_it():
+    good = _graded()
+    assert result_problem(good) is None
+    broken = [
+        [], {"score": "6"}, {**good, "score": True}, {**good, "tests": {}},
+        {**good, "extra_data": {**good["extra_data"], "notes": [1]}},
+        {**good, "extra_data": {**good["extra_data"], "flags": {"a": None}}},
+        {**good, "tests": [{**good["tests"][0], "status": "great"}]},
+        {**good, "tests": [{**good["tests"][0], "extra_data": {"exercise": "softmax"}}]},
+        {**good, "tests": [{**good["tests"][0], "extra_data": {**good["tests"][0]["extra_data"],
+                                                               "cases": [{"name": ["x"], "passed": 1}]}}]},
+    ]
+    for result in broken:
+        assert result_problem(result) is not None, result
