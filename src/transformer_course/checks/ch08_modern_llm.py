@@ -25,7 +25,7 @@ LlamaBlock
     pre-norm, both residuals, a norm per      every case (every weight random, norms
     sublayer, names, eps and rope_base        included); "eps 0.5, rope_base 100"
     from the config
-    positions passed to the attention        "positions 5..10 given"
+    positions passed to the attention        "positions 0, 3, ..., 15 given"
 Llama
     embedding (unscaled), blocks, final      every case (every weight random)
     RMSNorm, head
@@ -351,8 +351,9 @@ def _block_cases(seed: int) -> list[Case]:
         ("float64, eps 0.5, rope_base 100, 1 KV head, x (1, 7, 16)",
          {**_CONFIG, "eps": 0.5, "rope_base": 100.0, "n_kv_heads": 1}, (1, 7, 16),
          torch.float64, None),
-        ("positions 5..10 given, x (2, 6, 16)", _CONFIG, (2, 6, 16), torch.float32,
-         torch.arange(5, 11)),
+        # Rotary scores depend on offsets only: spaced positions, unlike shifted ones, show.
+        ("positions 0, 3, ..., 15 given, x (2, 6, 16)", _CONFIG, (2, 6, 16), torch.float32,
+         3 * torch.arange(6)),
     ]:
         state = _weights(ref.LlamaBlock(LlamaConfig(**config)), g, dtype)
         # Inputs far from unit RMS, so that a norm on the wrong branch changes the output.
