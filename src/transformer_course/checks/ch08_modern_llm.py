@@ -16,9 +16,9 @@ repeat_kv
 GroupedQueryAttention
     rotary on q and k (not v), causal,       every case
     scale sqrt(Dh), repeat_kv order
-    ``rope_base``, default 10000             "rope_base 100000"; "positions 5..10
+    ``rope_base``, default 10000             "rope_base 100000"; "positions 0, 3, ...
                                              given", "n_kv_heads == n_heads" (default)
-    ``positions``                            "positions 5..10 given"
+    ``positions``                            "positions 0, 3, ..., 15 given"
     n_kv_heads == n_heads, == 1              "... (plain multi-head)", "... (multi-query)"
     (the KV cache is graded by the chapter's tests, not by these cases)
 LlamaBlock
@@ -249,7 +249,8 @@ def _gqa_cases(seed: int) -> list[Case]:
              rope_base=10000.0),
         case("float64, 6 heads, 3 KV heads, rope_base 100000", 24, 6, 3, (1, 7, 24),
              rope_base=100000.0, dtype=torch.float64),
-        case("positions 5..10 given", 16, 4, 2, (2, 6, 16), positions=torch.arange(5, 11)),
+        # Rotary scores depend on offsets only: spaced positions, unlike shifted ones, show.
+        case("positions 0, 3, ..., 15 given", 16, 4, 2, (2, 6, 16), positions=3 * torch.arange(6)),
         case("n_kv_heads == n_heads (plain multi-head)", 16, 2, 2, (2, 5, 16)),
         case("n_kv_heads 1 (multi-query)", 16, 4, 1, (1, 5, 16), rope_base=10000.0),
     ]
@@ -271,9 +272,12 @@ class _GQAMutant(ref.GroupedQueryAttention):
     tile = False
     scale_d_model = False
     default_base = False
+    ignore_positions = False
 
     def forward(self, x, positions=None):
         base = 10000.0 if self.default_base else self.rope_base
+        if self.ignore_positions:
+            positions = None
         q = split_heads(self.q_proj(x), self.n_heads)
         k = split_heads(self.k_proj(x), self.n_kv_heads)
         v = split_heads(self.v_proj(x), self.n_kv_heads)
@@ -324,6 +328,10 @@ GQA = Exercise(
         Mistake("rope_base ignored",
                 "The rotary embedding uses the default base 10000; pass base=self.rope_base.",
                 mutant(_GQAMutant, default_base=True)),
+        Mistake("positions ignored",
+                "The rotary embedding always uses positions 0..L-1: pass the positions "
+                "forward was given, apply_rotary(q, positions, base=self.rope_base) (and the "
+                "same for k).", mutant(_GQAMutant, ignore_positions=True)),
     ],
 )
 
