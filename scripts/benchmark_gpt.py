@@ -56,8 +56,10 @@ the shares matter more than the times):
 - Not worth changing: drawing the batch (``get_batch``, 0.04 ms a step, no faster
   with vectorised indexing), the learning-rate update and ``loss.item()``
   (microseconds on a CPU), gradient clipping (about 1.5 ms a step; ``foreach=True`` is
-  no faster here). Stacking the three input projections into one matrix product at
-  every call (the parameters stay ``w_q``, ``w_k``, ``w_v``) costs one small ``cat``.
+  no faster here).
+- The fused attention here is ``fused_kernels`` (the training helpers' ``fused=True``):
+  the course's module runs as written with its attention call routed to PyTorch's
+  kernel. ``scripts/benchmark_fused.py`` times chapters 05 and 06 with and without it.
 - Threads: on an idle machine use one thread per core (the default here is 2). On a
   busy one, threads that wait for each other make a step many times slower; one
   thread per process is then faster.

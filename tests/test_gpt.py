@@ -111,9 +111,11 @@ def test_training_lowers_the_loss():
     assert history["val_loss"][-1] < 0.5 < history["val_loss"][0]
 
 
-def test_training_runs_the_fused_kernels_and_gives_back_the_weights(monkeypatch):
-    """train_language_model trains through F.scaled_dot_product_attention with
-    is_causal=True; after training, a forward pass records attention weights again."""
+@pytest.mark.parametrize("fused", [False, True])
+def test_training_runs_the_fused_kernels_only_when_asked(monkeypatch, capsys, fused):
+    """fused=True trains through F.scaled_dot_product_attention with is_causal=True and
+    says so; fused=False runs the code as written. After training, a forward pass records
+    attention weights again."""
     calls = []
     original = torch.nn.functional.scaled_dot_product_attention
 
@@ -125,9 +127,10 @@ def test_training_runs_the_fused_kernels_and_gives_back_the_weights(monkeypatch)
     data = torch.arange(8).repeat(50)
     model = GPT(8, 16, 16, 2, 2)
     train_language_model(model, data, data, steps=3, batch_size=2, block_size=16, warmup_steps=1,
-                         eval_interval=10, eval_batches=1, progress=False)
-    assert calls and all(calls)
-    assert all(block.attn.need_weights for block in model.blocks)
+                         eval_interval=10, eval_batches=1, progress=False, fused=fused)
+    printed = capsys.readouterr()
+    assert (bool(calls) and all(calls)) == fused
+    assert ("fused=True: 2 MultiHeadAttention ran PyTorch kernels" in printed.out + printed.err) == fused
     model(data[None, :16])
     assert model.blocks[0].attn.attn_weights.shape == (1, 2, 16, 16)
 
@@ -146,6 +149,7 @@ def test_fused_gpt_step_equals_the_explicit_one():
 
     explicit_loss, explicit_grads = loss_and_grads()
     with fused_kernels(model):
+        loss_and_grads()  # the first call runs both ways
         fused_loss, fused_grads = loss_and_grads()
     torch.testing.assert_close(fused_loss, explicit_loss, rtol=0, atol=1e-10)
     for fused, explicit in zip(fused_grads, explicit_grads, strict=True):

@@ -20,9 +20,9 @@ CONFIG = LlamaConfig(vocab_size=97, d_model=48, n_layers=2, n_heads=6, n_kv_head
                      rope_base=500.0, eps=1e-5)
 
 
-def _toy_model(seed: int = 0, **classes) -> Llama:
+def _toy_model(seed: int = 0, llama_cls: type = Llama) -> torch.nn.Module:
     torch.manual_seed(seed)
-    model = Llama(CONFIG, **classes).eval()
+    model = llama_cls(CONFIG).eval()
     with torch.no_grad():  # non-trivial norm gains, so that a wrong RMSNorm would show
         for name, p in model.named_parameters():
             if "norm" in name:
@@ -115,21 +115,24 @@ def test_generate_greedy_same_tokens_with_and_without_cache():
         generate_greedy(model, prompt.repeat(2, 1), 3)
 
 
-def test_model_runs_the_classes_it_is_given():
-    built = []
+def test_alternative_models_run_their_own_parts_and_equal_the_reference():
+    """A Llama written another way (tests/alternatives) builds its blocks from the parts
+    written beside it, and with the reference's weights gives the reference's logits."""
+    from alternatives import ch08_modern_llm as alt
 
-    class MyNorm(RMSNorm):
-        def __init__(self, d_model, eps=1e-6):
-            super().__init__(d_model, eps)
-            built.append(self)
-
-    class NoCacheAttention(GroupedQueryAttention):
-        def forward(self, x, positions=None):  # a student's without a cache argument
-            return super().forward(x, positions)
-
-    model = _toy_model(norm_cls=MyNorm, attn_cls=NoCacheAttention)
-    assert len(built) == 2 * CONFIG.n_layers + 1
-    torch.testing.assert_close(model(torch.arange(6)[None]), _toy_model()(torch.arange(6)[None]))
+    reference = _toy_model()
+    idx = torch.randint(0, CONFIG.vocab_size, (2, 9))
+    for llama_cls, parts in [
+        (alt.LlamaLinear, (alt.RMSNormNorm, alt.GroupedQueryAttentionTorch, alt.SwiGLUSigmoid)),
+        (alt.LlamaOneHot, (alt.RMSNormSquare, alt.GroupedQueryAttentionEinsum, alt.SwiGLUFused)),
+    ]:
+        model = llama_cls(CONFIG).eval()
+        model.load_state_dict(reference.state_dict(), strict=False)
+        block = model.layers[0]
+        assert (type(block.input_layernorm), type(block.self_attn), type(block.mlp)) == parts
+        assert type(model.norm) is parts[0]
+        with torch.no_grad():
+            torch.testing.assert_close(model(idx), reference(idx), rtol=1e-4, atol=1e-5)
 
 
 def test_tied_head():

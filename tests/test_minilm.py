@@ -1,12 +1,13 @@
 """all-MiniLM-L6-v2 on the course's encoder layers equals transformers' BertModel."""
 
 import os
+from types import SimpleNamespace
 
 import pytest
 import torch
 from torch import nn
 
-from transformer_course.encoder import EncoderLayer
+from transformer_course.encoder import EncoderLayer, LayerNorm
 from transformer_course.pretrained.minilm import (
     INSTALL_HINT,
     load_minilm,
@@ -22,7 +23,7 @@ SENTENCES = ["A man is playing a guitar.", "Someone plays an instrument.",
 
 @pytest.fixture(scope="module")
 def model():
-    return load_minilm(EncoderLayer)
+    return load_minilm()
 
 
 def test_embeddings_equal_bert_with_mean_pooling(model):
@@ -58,4 +59,32 @@ def test_loader_rejects_a_layer_with_other_names():
             del self.self_attn
 
     with pytest.raises(ValueError, match="self_attn"):
-        load_minilm(Renamed)
+        load_minilm(blocks=SimpleNamespace(EncoderLayer=Renamed, LayerNorm=LayerNorm))
+    with pytest.raises(AttributeError, match="LayerNorm"):
+        load_minilm(blocks=SimpleNamespace(EncoderLayer=EncoderLayer))
+
+
+def test_loader_runs_the_blocks_it_is_given(model):
+    """Built from chapter 02 and 04 answers written another way (tests/alternatives),
+    MiniLM runs those classes and gives the reference's sentence similarities."""
+    from alternatives.ch02_multi_head_attention import MultiHeadAttentionEinsum
+    from alternatives.ch04_encoder import (
+        EncoderLayerBranches,
+        FeedForwardSequential,
+        LayerNormSquares,
+        LayerNormVarMean,
+    )
+
+    class TheirLayer(EncoderLayerBranches):
+        def __init__(self, d_model, n_heads, d_ff, dropout=0.0, activation="relu",
+                     norm_first=False, eps=1e-5):
+            super().__init__(d_model, n_heads, d_ff, dropout, activation, norm_first, eps)
+            self.self_attn = MultiHeadAttentionEinsum(d_model, n_heads, dropout)
+
+    theirs = load_minilm(blocks=SimpleNamespace(EncoderLayer=TheirLayer, LayerNorm=LayerNormSquares))
+    layer = theirs.layers[0]
+    assert type(theirs.embedding_norm) is LayerNormSquares and type(layer) is TheirLayer
+    assert (type(layer.self_attn), type(layer.ff), type(layer.norm1)) == (
+        MultiHeadAttentionEinsum, FeedForwardSequential, LayerNormVarMean)
+    emb, want = theirs.encode(SENTENCES), model.encode(SENTENCES)
+    torch.testing.assert_close(emb @ emb.T, want @ want.T, rtol=0, atol=1e-4)

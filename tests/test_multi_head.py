@@ -4,6 +4,7 @@ import pytest
 import torch
 from torch import nn
 
+from transformer_course import multi_head
 from transformer_course.attention import causal_mask, padding_mask, scaled_dot_product_attention
 from transformer_course.encoder import LayerNorm
 from transformer_course.multi_head import (
@@ -140,11 +141,12 @@ def _outputs_and_grads(mha: MultiHeadAttention, query, key, value, mask):
 
 
 @pytest.mark.parametrize(
-    "kind", ["self", "causal", "cross", "cross padded", "per query", "fully masked row", "no bias"]
+    "kind", ["self", "causal", "cross", "cross padded", "per query", "no bias"]
 )
 def test_fused_path_gives_the_same_outputs_and_gradients(kind):
-    """need_weights=False runs F.scaled_dot_product_attention; in float64 it agrees with
-    the explicit path to 1e-10 in the output and in every gradient."""
+    """Inside fused_kernels the module's attention call runs F.scaled_dot_product_attention;
+    in float64 it agrees with the code as written to 1e-10 in the output and in every
+    gradient."""
     torch.manual_seed(0)
     batch, l_q, l_k, d_model, n_heads = 3, 6, 6 if kind in ("self", "causal", "no bias") else 7, 16, 4
     mha = MultiHeadAttention(d_model, n_heads, bias=kind != "no bias").double()
@@ -156,19 +158,21 @@ def test_fused_path_gives_the_same_outputs_and_gradients(kind):
         "causal": causal_mask(l_q),
         "cross padded": padding_mask(torch.tensor([7, 2, 5]), l_k),
         "per query": torch.rand(batch, l_q, l_k) < 0.6,
-        "fully masked row": padding_mask(torch.tensor([7, 0, 5]), l_k),
     }.get(kind)
     explicit_out, explicit_grads = _outputs_and_grads(mha, query, key, value, mask)
-    assert mha.attn_weights is not None
-    mha.need_weights = False
-    fused_out, fused_grads = _outputs_and_grads(mha, query, key, value, mask)
-    assert mha.attn_weights is None
+    with fused_kernels(mha) as report:
+        fused_out, fused_grads = _outputs_and_grads(mha, query, key, value, mask)
+        fused_out, fused_grads = _outputs_and_grads(mha, query, key, value, mask)  # the kernel alone
+    assert report.fused == {"MultiHeadAttention": 1} and not report.kept
     torch.testing.assert_close(fused_out, explicit_out, rtol=0, atol=1e-10)
     for fused, explicit in zip(fused_grads, explicit_grads, strict=True):
         torch.testing.assert_close(fused, explicit, rtol=0, atol=1e-10)
 
 
-def test_fused_path_uses_is_causal_for_the_causal_mask_only(monkeypatch):
+def test_fused_path_swaps_only_the_attention_call(monkeypatch):
+    """The module's own forward still runs (its projections, its reshapes), with the
+    kernel in place of scaled_dot_product_attention; a square causal mask becomes
+    is_causal=True and any other mask is passed on."""
     calls = []
     original = torch.nn.functional.scaled_dot_product_attention
 
@@ -178,39 +182,70 @@ def test_fused_path_uses_is_causal_for_the_causal_mask_only(monkeypatch):
 
     monkeypatch.setattr(torch.nn.functional, "scaled_dot_product_attention", spy)
     mha = MultiHeadAttention(8, 2).eval()
-    mha.need_weights = False
+    projected = []
+    mha.w_q.register_forward_hook(lambda *_: projected.append(1))
     x = torch.randn(2, 5, 8)
-    mha(x, x, x, causal_mask(5))
     not_causal = causal_mask(5).clone()
     not_causal[4, 0] = False
-    mha(x, x, x, not_causal)
+    with fused_kernels(mha):
+        mha(x, x, x, causal_mask(5))  # first call: both ways, then compared
+        calls.clear()
+        mha(x, x, x, causal_mask(5))
+        mha(x, x, x, not_causal)
     assert calls[0] == (True, None)
     assert calls[1][0] is False and torch.equal(calls[1][1], not_causal)
+    assert len(projected) == 4  # the module's own forward, every call
+    assert multi_head.scaled_dot_product_attention is scaled_dot_product_attention  # restored
 
 
-def test_fused_path_applies_dropout_in_training_only():
+def test_a_module_whose_fused_result_differs_keeps_its_own_code():
+    """Dropout on the attention weights in training: the kernel cannot reproduce the
+    module's own path, so the switch leaves the module as written and says so."""
     torch.manual_seed(0)
     mha = MultiHeadAttention(8, 2, dropout=0.5)
-    mha.need_weights = False
     x = torch.randn(2, 6, 8)
-    assert not torch.equal(mha(x, x, x), mha(x, x, x))  # fresh dropout masks
-    mha.eval()
-    torch.testing.assert_close(mha(x, x, x), mha(x, x, x), rtol=0, atol=0)
+    with fused_kernels(mha) as report:
+        mha(x, x, x)
+        assert mha.attn_weights.shape == (2, 2, 6, 6)  # the code as written ran
+    assert report.fused == {} and "MultiHeadAttention" in report.kept
+    assert "MultiHeadAttention kept as written" in str(report)
 
 
 def test_fused_kernels_switches_and_restores_every_attention_and_layer_norm():
     model = nn.ModuleList([MultiHeadAttention(8, 2), nn.Linear(8, 8), MultiHeadAttention(8, 2),
-                           LayerNorm(8)])
-    model[2].need_weights = False  # a module's own setting survives the block
+                           LayerNorm(8), nn.LayerNorm(8)])
     x = torch.randn(1, 3, 8)
-    with fused_kernels(model) as same:
-        assert same is model
-        assert [model[0].need_weights, model[2].need_weights, model[3].fused] == [False, False, True]
-        model[0](x, x, x)
-        assert model[0].attn_weights is None
-    assert [model[0].need_weights, model[2].need_weights, model[3].fused] == [True, False, False]
+    with fused_kernels(model) as report:
+        for _ in range(2):
+            model[0](x, x, x)
+            model[2](x, x, x)
+            model[3](x)
+            model[4](x)
+        assert model[0].attn_weights.numel() == 0  # the kernel keeps no weights
+    assert report.fused == {"MultiHeadAttention": 2, "LayerNorm": 1}
+    assert "2 MultiHeadAttention, 1 LayerNorm ran PyTorch kernels" in str(report)
+    assert all("forward" not in vars(m) for m in model)  # each class's own forward again
     model[0](x, x, x)
     assert model[0].attn_weights.shape == (1, 2, 3, 3)
     with pytest.raises(RuntimeError), fused_kernels(model):
-        raise RuntimeError("the settings come back after an error too")
-    assert model[0].need_weights
+        raise RuntimeError("the forwards come back after an error too")
+    assert all("forward" not in vars(m) for m in model)
+
+
+def test_fused_kernels_runs_a_students_module_through_the_seam():
+    """A class written elsewhere that calls scaled_dot_product_attention by name (here
+    once per head) gets the kernel; one that computes attention inline is not touched."""
+    from alternatives.ch02_multi_head_attention import (
+        MultiHeadAttentionEinsum,
+        MultiHeadAttentionFunctional,
+    )
+
+    torch.manual_seed(0)
+    per_head, inline = MultiHeadAttentionFunctional(8, 2).eval(), MultiHeadAttentionEinsum(8, 2)
+    x = torch.randn(2, 5, 8)
+    want = per_head(x, x, x, causal_mask(5))
+    with fused_kernels(nn.ModuleList([per_head, inline])) as report:
+        per_head(x, x, x, causal_mask(5))
+        got = per_head(x, x, x, causal_mask(5))
+    assert report.fused == {"MultiHeadAttentionFunctional": 1}
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)

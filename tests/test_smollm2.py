@@ -2,6 +2,7 @@
 loaded from the same file, and the tokenizer built from the file equals its tokenizer."""
 
 import importlib.util
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -95,3 +96,26 @@ def test_greedy_answer_is_paris(ours):
     ids = torch.tensor([tokenizer.encode(smollm2.chat_prompt("What is the capital of France?")).ids])
     out, _ = generate_greedy(model, ids, max_new_tokens=8, eos_id=2)
     assert "Paris" in tokenizer.decode(out[0, ids.size(1):].tolist())
+
+
+@needs_weights
+def test_loader_runs_the_blocks_it_is_given(ours):
+    """SmolLM2 built from a Llama written another way (tests/alternatives) runs that
+    class's parts and answers as the reference does."""
+    from alternatives import ch08_modern_llm as alt
+
+    model, tokenizer = smollm2.load_smollm2(blocks=SimpleNamespace(Llama=alt.LlamaOneHot))
+    block = model.layers[0]
+    assert type(model) is alt.LlamaOneHot and type(block) is alt.LlamaBlockAdd
+    assert (type(block.input_layernorm), type(block.self_attn), type(block.mlp)) == (
+        alt.RMSNormSquare, alt.GroupedQueryAttentionEinsum, alt.SwiGLUFused)
+    ids = torch.tensor([tokenizer.encode(smollm2.chat_prompt("What is the capital of France?")).ids])
+    with torch.no_grad():
+        torch.testing.assert_close(model(ids), ours[0](ids), rtol=0, atol=1e-3)
+    out, _ = generate_greedy(model, ids, max_new_tokens=8, eos_id=2, use_cache=False)  # no cache in it
+    assert "Paris" in tokenizer.decode(out[0, ids.size(1):].tolist())
+
+
+def test_loader_needs_a_llama_class():
+    with pytest.raises(AttributeError, match="no Llama"):
+        smollm2.load_smollm2(blocks=SimpleNamespace())

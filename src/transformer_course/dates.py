@@ -15,6 +15,7 @@ import datetime as dt
 import random
 import string
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 
 import torch
 from torch import Tensor
@@ -160,10 +161,8 @@ def make_batch(pairs: Sequence[tuple[str, str]]) -> tuple[Tensor, Tensor, Tensor
 
 
 def translate(model, sources: Sequence[str], decode: Callable = greedy_decode, max_len: int = 12,
-              batch_size: int = 500) -> list[str]:
-    """Greedy-decode written dates with a trained ``Transformer`` (switched to eval mode),
-    its attention and LayerNorms through fused kernels
-    (:func:`~transformer_course.multi_head.fused_kernels`).
+              batch_size: int = 500, fused: bool = False) -> list[str]:
+    """Greedy-decode written dates with a trained ``Transformer`` (switched to eval mode).
 
     Args:
         model: the trained model.
@@ -171,6 +170,9 @@ def translate(model, sources: Sequence[str], decode: Callable = greedy_decode, m
         decode: a ``greedy_decode`` function (yours); the course's reference by default.
         max_len: longest output counting ``<bos>`` (an ISO date is 10 characters + 2).
         batch_size: sources decoded at once.
+        fused: run attention and LayerNorms through PyTorch's fused kernels
+            (:func:`~transformer_course.multi_head.fused_kernels`) and print what ran
+            fused; False: the model's code as written.
 
     Returns:
         The ISO strings the model wrote.
@@ -178,13 +180,15 @@ def translate(model, sources: Sequence[str], decode: Callable = greedy_decode, m
     model.eval()
     device = model_device(model)
     out = []
-    with fused_kernels(model):
+    with fused_kernels(model) if fused else nullcontext() as report:
         for start in range(0, len(sources), batch_size):
             chunk = sources[start : start + batch_size]
             src, src_len = pad_batch([SRC_VOCAB.encode(s) for s in chunk], SRC_VOCAB.pad_id)
             ids = decode(model, src.to(device), max_len, TGT_VOCAB.bos_id, TGT_VOCAB.eos_id,
                          padding_mask(src_len, src.size(1)).to(device))
             out += [TGT_VOCAB.decode(row) for row in ids]
+    if report is not None:
+        print(report)
     return out
 
 

@@ -177,62 +177,76 @@ class LlamaConfig:
 
 
 class LlamaBlock(nn.Module):
-    """Pre-norm decoder block: ``x + attn(norm(x))``, then ``x + mlp(norm(x))``.
+    """Pre-norm decoder block: ``x = x + attn(norm(x))``, then ``x = x + mlp(norm(x))``.
 
-    The classes of the parts are arguments (:class:`Llama` passes its own), so the same
-    block runs the reference modules or a student's own ``RMSNorm``,
-    ``GroupedQueryAttention`` and ``SwiGLU``.
+    Built from this chapter's parts, by the names they have where the block is defined
+    (in the notebook: your ``RMSNorm``, ``GroupedQueryAttention`` and ``SwiGLU``). The
+    sub-module names are those of ``transformers``' Llama, so real weights load by name.
+
+    Args:
+        config: the sizes; the block uses ``d_model``, ``n_heads``, ``n_kv_heads``,
+            ``d_ff``, ``rope_base`` and ``eps``.
+
+    Sub-modules: ``input_layernorm`` and ``post_attention_layernorm`` (RMSNorm with
+    ``eps=config.eps``), ``self_attn`` (GroupedQueryAttention with
+    ``rope_base=config.rope_base``), ``mlp`` (SwiGLU).
     """
 
-    def __init__(self, config: LlamaConfig, norm_cls: type[nn.Module], attn_cls: type[nn.Module],
-                 mlp_cls: type[nn.Module]):
+    def __init__(self, config: LlamaConfig):
         super().__init__()
-        self.input_layernorm = norm_cls(config.d_model, eps=config.eps)
-        self.self_attn = attn_cls(
+        ### BEGIN SOLUTION
+        self.input_layernorm = RMSNorm(config.d_model, eps=config.eps)
+        self.self_attn = GroupedQueryAttention(
             config.d_model, config.n_heads, config.n_kv_heads, rope_base=config.rope_base
         )
-        self.post_attention_layernorm = norm_cls(config.d_model, eps=config.eps)
-        self.mlp = mlp_cls(config.d_model, config.d_ff)
+        self.post_attention_layernorm = RMSNorm(config.d_model, eps=config.eps)
+        self.mlp = SwiGLU(config.d_model, config.d_ff)
+        ### END SOLUTION
 
     def forward(
         self, x: Tensor, positions: Tensor | None = None, cache: KVCache | None = None
     ) -> Tensor:
-        """``x (B, L, D) -> (B, L, D)``; ``cache`` as in :class:`GroupedQueryAttention`."""
-        h = self.input_layernorm(x)
-        # Without a cache, call attention with (x, positions) only: a student's attention
-        # that takes no cache argument still runs here.
-        attn = self.self_attn(h, positions) if cache is None else self.self_attn(h, positions, cache)
-        x = x + attn
+        """One block.
+
+        Args:
+            x: ``(B, L, D)``, the residual stream.
+            positions: ``(L,)`` positions of the tokens, passed on to the attention.
+            cache: this block's :class:`KVCache`, passed on to the attention.
+
+        Returns:
+            ``(B, L, D)``.
+        """
+        ### BEGIN SOLUTION
+        # Each sublayer reads a normalized copy; the stream itself only gets additions.
+        x = x + self.self_attn(self.input_layernorm(x), positions, cache)
         return x + self.mlp(self.post_attention_layernorm(x))
+        ### END SOLUTION
 
 
 class Llama(nn.Module):
-    """A Llama-style decoder-only language model: token embedding, pre-norm blocks, a
-    final RMSNorm and an output head (tied to the embedding when the config says so).
-    No position embedding: positions enter through the rotary embedding in attention.
+    """A Llama-style decoder-only language model: token embedding, ``n_layers`` pre-norm
+    :class:`LlamaBlock` s, a final RMSNorm and an output head, tied to the embedding
+    when ``config.tie_embeddings``. No position embedding: positions enter through the
+    rotary embedding in attention.
 
     Args:
         config: the sizes.
-        norm_cls, attn_cls, mlp_cls: classes of the parts (see :class:`LlamaBlock`).
+
+    Sub-modules: ``embed_tokens`` (nn.Embedding), ``layers`` (nn.ModuleList of
+    LlamaBlock), ``norm`` (RMSNorm), ``lm_head`` (nn.Linear without bias).
     """
 
-    def __init__(
-        self,
-        config: LlamaConfig,
-        norm_cls: type[nn.Module] = RMSNorm,
-        attn_cls: type[nn.Module] = GroupedQueryAttention,
-        mlp_cls: type[nn.Module] = SwiGLU,
-    ):
+    def __init__(self, config: LlamaConfig):
         super().__init__()
         self.config = config
+        ### BEGIN SOLUTION
         self.embed_tokens = nn.Embedding(config.vocab_size, config.d_model)
-        self.layers = nn.ModuleList(
-            LlamaBlock(config, norm_cls, attn_cls, mlp_cls) for _ in range(config.n_layers)
-        )
-        self.norm = norm_cls(config.d_model, eps=config.eps)
+        self.layers = nn.ModuleList(LlamaBlock(config) for _ in range(config.n_layers))
+        self.norm = RMSNorm(config.d_model, eps=config.eps)
         self.lm_head = nn.Linear(config.d_model, config.vocab_size, bias=False)
         if config.tie_embeddings:
-            self.lm_head.weight = self.embed_tokens.weight
+            self.lm_head.weight = self.embed_tokens.weight  # one matrix, two uses
+        ### END SOLUTION
 
     def new_cache(self) -> list[KVCache]:
         """An empty KV cache: one :class:`KVCache` per layer."""
@@ -249,12 +263,14 @@ class Llama(nn.Module):
         Returns:
             ``(B, L, vocab_size)`` logits.
         """
+        ### BEGIN SOLUTION
         start = len(cache[0]) if cache is not None else 0
         positions = torch.arange(start, start + idx.size(1), device=idx.device)
         x = self.embed_tokens(idx)
         for i, layer in enumerate(self.layers):
             x = layer(x, positions, None if cache is None else cache[i])
         return self.lm_head(self.norm(x))
+        ### END SOLUTION
 
 
 @torch.no_grad()

@@ -4,16 +4,17 @@ One module serves self-attention (query = key = value), cross-attention (keys an
 from another sequence) and causal attention (a causal mask).
 
 The module computes attention the way chapter 01 wrote it, and keeps the weights for
-heatmaps. When the weights are not needed (``need_weights = False``, e.g. inside
-:func:`fused_kernels` while a model trains), the same mathematics runs through
-PyTorch's fused ``F.scaled_dot_product_attention``, which never stores the
-``(L_q, L_k)`` matrices and is several times faster.
+heatmaps. :func:`fused_kernels` is the course's opt-in speed switch for training: inside
+it, the one call a module makes to ``scaled_dot_product_attention`` runs PyTorch's fused
+``F.scaled_dot_product_attention`` (which never stores the ``(L_q, L_k)`` matrices), and
+chapter 04's LayerNorm runs ``F.layer_norm``; everything else runs as written.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -67,9 +68,7 @@ class MultiHeadAttention(nn.Module):
         bias: whether the four projections have biases.
 
     After a forward pass, ``self.attn_weights`` holds the ``(B, H, L_q, L_k)`` weights
-    (detached, before dropout). Setting ``need_weights = False`` (the default is True)
-    runs the fused ``F.scaled_dot_product_attention`` instead: the same outputs and
-    gradients, faster, and ``attn_weights`` is None.
+    (detached, before dropout).
     """
 
     def __init__(self, d_model: int, n_heads: int, dropout: float = 0.0, bias: bool = True):
@@ -85,7 +84,6 @@ class MultiHeadAttention(nn.Module):
         self.dropout = nn.Dropout(dropout)
         ### END SOLUTION
         self.attn_weights: Tensor | None = None
-        self.need_weights = True
 
     def forward(
         self, query: Tensor, key: Tensor, value: Tensor, mask: Tensor | None = None
@@ -106,8 +104,6 @@ class MultiHeadAttention(nn.Module):
                 f"mask must be a bool tensor (True = may attend), got {mask.dtype}; "
                 "for nn.MultiheadAttention-style masks (True = hidden) pass ~mask.bool()"
             )
-        if not self.need_weights:
-            return self._fused_forward(query, key, value, mask)
         ### BEGIN SOLUTION
         q = split_heads(self.w_q(query), self.n_heads)  # (B, H, L_q, Dh)
         k = split_heads(self.w_k(key), self.n_heads)  # (B, H, L_k, Dh)
@@ -121,61 +117,145 @@ class MultiHeadAttention(nn.Module):
         return self.w_o(merge_heads(out))
         ### END SOLUTION
 
-    def _fused_forward(self, query: Tensor, key: Tensor, value: Tensor, mask: Tensor | None) -> Tensor:
-        """:meth:`forward` through ``F.scaled_dot_product_attention``: same arguments and
-        result, no weights kept. A square causal mask becomes ``is_causal=True``, which
-        lets the kernel skip the hidden half of the scores."""
-        self.attn_weights = None
-        if query is key and key is value:
-            # Self-attention: one matrix product for the three projections (the weights
-            # are concatenated on the fly; the parameters stay w_q, w_k, w_v).
-            weight = torch.cat([self.w_q.weight, self.w_k.weight, self.w_v.weight])
-            bias = None if self.w_q.bias is None else torch.cat([self.w_q.bias, self.w_k.bias, self.w_v.bias])
-            q, k, v = F.linear(query, weight, bias).split(self.d_model, dim=-1)
-        else:
-            q, k, v = self.w_q(query), self.w_k(key), self.w_v(value)
-        q, k, v = (split_heads(t, self.n_heads) for t in (q, k, v))
-        is_causal = (mask is not None and mask.dim() == 2 and mask.size(0) == mask.size(1)
-                     and torch.equal(mask, torch.ones_like(mask).tril()))
-        if is_causal:
-            mask = None
-        elif mask is not None and mask.dim() == 3:
-            mask = mask.unsqueeze(1)  # (B, 1, L_q or 1, L_k): the same mask for every head
-        out = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=mask, dropout_p=self.dropout.p if self.training else 0.0,
-            is_causal=is_causal)
-        return self.w_o(merge_heads(out))
+
+
+ATTENTION = "scaled_dot_product_attention"  # the seam: chapter 01's function, by name
+
+
+def fused_attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """Chapter 01's ``scaled_dot_product_attention`` computed by PyTorch's fused kernel.
+
+    Same arguments and output; the weights are never formed, so an empty
+    ``(..., L_q, 0)`` tensor stands in for them. A square causal mask becomes
+    ``is_causal=True``, which lets the kernel skip the hidden half of the scores.
+
+    Args:
+        q: ``(..., L_q, d_k)``; k: ``(..., L_k, d_k)``; v: ``(..., L_k, d_v)``.
+        mask: bool, True = may attend, broadcastable to ``(..., L_q, L_k)``.
+
+    Returns:
+        ``(..., L_q, d_v)`` and the empty stand-in for the weights.
+    """
+    is_causal = (mask is not None and mask.dim() == 2 and mask.size(0) == mask.size(1)
+                 and torch.equal(mask, torch.ones_like(mask).tril()))
+    out = F.scaled_dot_product_attention(q, k, v, attn_mask=None if is_causal else mask,
+                                         is_causal=is_causal)
+    return out, out.new_empty(*out.shape[:-1], 0)
+
+
+def _attention_through_kernel(forward: Callable[..., Tensor]) -> Callable[..., Tensor]:
+    """``forward`` (a bound method that calls ``scaled_dot_product_attention`` by name)
+    with that name bound to :func:`fused_attention` for the duration of each call."""
+    names = forward.__func__.__globals__
+
+    def fast(*args, **kwargs):
+        saved = names[ATTENTION]
+        names[ATTENTION] = fused_attention
+        try:
+            return forward(*args, **kwargs)
+        finally:
+            names[ATTENTION] = saved
+
+    return fast
+
+
+def _layer_norm_kernel(module: nn.Module) -> Callable[[Tensor], Tensor]:
+    """A LayerNorm's normalization as ``F.layer_norm``, with the module's own
+    ``weight``, ``bias`` and ``eps``."""
+
+    def fast(x: Tensor) -> Tensor:
+        return F.layer_norm(x, module.weight.shape, module.weight, module.bias, module.eps)
+
+    return fast
+
+
+@dataclass
+class FusedReport:
+    """What :func:`fused_kernels` did: per module class, how many modules ran a kernel,
+    and which were left as written (with the reason)."""
+
+    fused: dict[str, int] = field(default_factory=dict)
+    kept: dict[str, str] = field(default_factory=dict)
+
+    def __str__(self) -> str:
+        done = ", ".join(f"{n} {name}" for name, n in self.fused.items()) or "nothing"
+        text = (f"fused=True: {done} ran PyTorch kernels (attention: "
+                "F.scaled_dot_product_attention; LayerNorm: F.layer_norm); the rest is the code "
+                "as written")
+        for name, why in self.kept.items():
+            text += f"; {name} kept as written ({why})"
+        return text
+
+
+def _candidates(model: nn.Module) -> Iterator[tuple[nn.Module, Callable[..., Tensor]]]:
+    """The modules the switch recognises by their contract, each with its fast forward."""
+    for module in model.modules():
+        cls = type(module)
+        if cls.__module__.startswith("torch."):
+            continue  # PyTorch's own modules are fused already
+        forward = module.forward
+        code = getattr(cls.forward, "__code__", None)
+        if code is not None and ATTENTION in code.co_names and ATTENTION in cls.forward.__globals__:
+            yield module, _attention_through_kernel(forward)
+        elif (cls.__name__ == "LayerNorm" and hasattr(module, "eps")
+              and {n for n, _ in module.named_parameters()} == {"weight", "bias"}):
+            yield module, _layer_norm_kernel(module)
 
 
 @contextmanager
-def fused_kernels(model: nn.Module) -> Iterator[nn.Module]:
-    """Inside the block, the course's modules in ``model`` that have a fused path take it:
-    every multi-head attention runs ``F.scaled_dot_product_attention``
-    (``need_weights = False``) and every course ``LayerNorm`` runs ``F.layer_norm``
-    (``fused = True``). Afterwards each module gets its own setting back.
+def fused_kernels(model: nn.Module, rtol: float = 1e-4, atol: float = 1e-5) -> Iterator[FusedReport]:
+    """The opt-in speed switch: inside the block, the modules of ``model`` that it
+    recognises run PyTorch's fused kernels where the code would compute the same thing.
 
-    Training helpers use it: training never looks at the attention weights, and the
-    heatmaps drawn after training still find them in ``attn_weights``. The results are
-    the same up to rounding; only the speed changes.
+    - A module whose ``forward`` calls ``scaled_dot_product_attention`` by name (your
+      ``MultiHeadAttention``, ``GroupedQueryAttention``, ...) gets that one call routed to
+      :func:`fused_attention`; its projections, heads and everything else run as written.
+    - A module named ``LayerNorm`` with ``weight``, ``bias`` and ``eps`` normalizes with
+      ``F.layer_norm``.
+
+    Each module's first call inside the block runs both ways and compares them; a module
+    whose fast result differs (dropout on the attention weights in training, a forward
+    that uses the weights themselves, ...) stays on its own code, and the report says so.
+    On leaving the block every module gets its own ``forward`` back, so heatmaps drawn
+    after training read ``attn_weights`` from the code as written.
 
     Args:
-        model: any module. Its sub-modules with a boolean ``need_weights`` or ``fused``
-            attribute switch (the course's classes, or classes a notebook wrote from them).
+        model: any module.
+        rtol, atol: how close the first fast output must be to the module's own.
 
     Yields:
-        ``model``.
+        A :class:`FusedReport`, filled in as the modules run (print it after a step).
     """
-    switches = [(m, name, value) for m in model.modules()
-                for name, value in (("need_weights", False), ("fused", True))
-                if isinstance(getattr(m, name, None), bool)]
-    saved = [getattr(m, name) for m, name, _ in switches]
-    for m, name, value in switches:
-        setattr(m, name, value)
+    report = FusedReport()
+    patched = []
+    for module, fast in _candidates(model):
+        name = type(module).__name__
+        own = module.forward
+
+        def first_call(*args, _module=module, _own=own, _fast=fast, _name=name, **kwargs):
+            with torch.no_grad():
+                want = _own(*args, **kwargs)
+            try:
+                got = _fast(*args, **kwargs)
+            except Exception as err:  # any failure keeps the module's own code
+                why = f"the fused path raised {type(err).__name__}"
+            else:
+                if got.shape == want.shape and torch.allclose(got, want, rtol=rtol, atol=atol):
+                    report.fused[_name] = report.fused.get(_name, 0) + 1
+                    _module.forward = _fast
+                    return got
+                why = "the fused path gave other outputs"
+            report.kept[_name] = why
+            _module.forward = _own
+            return _own(*args, **kwargs)
+
+        module.forward = first_call  # an instance attribute: nn.Module.__call__ uses it
+        patched.append(module)
     try:
-        yield model
+        yield report
     finally:
-        for (m, name, _), old in zip(switches, saved, strict=True):
-            setattr(m, name, old)
+        for module in patched:
+            del module.forward  # back to the class's own forward
 
 
 def copy_to_torch(mha: MultiHeadAttention, target: nn.MultiheadAttention) -> nn.MultiheadAttention:

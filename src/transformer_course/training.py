@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 
 import torch
 import torch.nn.functional as F
@@ -61,11 +62,9 @@ def train_loop(
     desc: str = "training",
     progress: bool = True,
     device: torch.device | str | None = None,
+    fused: bool = False,
 ) -> list[float]:
     """Train ``model`` for ``steps`` optimizer steps and return the loss of each step.
-
-    Its attention layers and LayerNorms run fused kernels while it trains
-    (:func:`~transformer_course.multi_head.fused_kernels`).
 
     Args:
         model: switched to train mode for the loop and to eval mode after it.
@@ -80,6 +79,9 @@ def train_loop(
         device: where to train (None: :func:`transformer_course.device.default_device`);
             the model and every batch go there, and the model comes back to its own
             device at the end.
+        fused: train through PyTorch's fused attention and LayerNorm kernels
+            (:func:`~transformer_course.multi_head.fused_kernels`; the rest of the model
+            runs as written) and print what ran fused. False: the model's code as written.
 
     Returns:
         The training loss at every step.
@@ -89,7 +91,7 @@ def train_loop(
     params = list(model.parameters())
     losses: list[float] = []
     bar = tqdm(range(steps), desc=desc, disable=not progress, mininterval=1.0)
-    with fused_kernels(model):
+    with _speed_switch(model, fused) as report:
         for step in bar:
             loss = loss_fn(model, *to_device(get_batch(step), device))
             optimizer.zero_grad(set_to_none=True)
@@ -102,8 +104,57 @@ def train_loop(
             losses.append(loss.item())
             if step % 20 == 0 or step == steps - 1:
                 bar.set_postfix(loss=f"{losses[-1]:.4f}", refresh=False)
+    _say_fused(report)
     model.to(home).eval()
     return losses
+
+
+def _speed_switch(model: nn.Module, fused: bool):
+    """:func:`~transformer_course.multi_head.fused_kernels` when ``fused``, else nothing."""
+    return fused_kernels(model) if fused else nullcontext()
+
+
+def _say_fused(report) -> None:
+    """Print what ran fused (training output says so whenever ``fused=True``)."""
+    if report is not None:
+        tqdm.write(str(report))
+
+
+def step_times(
+    model: nn.Module, loss_fn: Callable[..., Tensor], batch: tuple, repeats: int = 5
+) -> dict[str, float]:
+    """Milliseconds of one training step's forward and backward pass on ``batch``, with
+    the model's code as written and with ``fused=True`` (best of ``repeats`` each,
+    after one warm-up step). The parameters are not updated; gradients are cleared.
+
+    Args:
+        model: the model, on the device of ``batch``.
+        loss_fn: ``(model, *batch) -> scalar loss``.
+        batch: one batch, as ``get_batch`` gives it to :func:`train_loop`.
+        repeats: timed steps per setting.
+
+    Returns:
+        ``{"as written": ms, "fused": ms}``.
+    """
+    was_training = model.training
+    model.train()
+
+    def step() -> None:
+        loss_fn(model, *batch).backward()
+        model.zero_grad(set_to_none=True)
+
+    times = {}
+    for name, fused in (("as written", False), ("fused", True)):
+        with _speed_switch(model, fused):
+            step()  # warm-up (and, fused, the check that each kernel gives the same result)
+            best = math.inf
+            for _ in range(repeats):
+                start = time.perf_counter()
+                step()
+                best = min(best, time.perf_counter() - start)
+        times[name] = 1000 * best
+    model.train(was_training)
+    return times
 
 
 def seq2seq_loss(
@@ -190,12 +241,10 @@ def train_language_model(
     progress: bool = True,
     device: torch.device | str | None = None,
     max_seconds: float | None = None,
+    fused: bool = False,
 ) -> dict[str, list]:
-    """Train a next-token model with AdamW, :func:`warmup_cosine` and gradient clipping,
-    evaluating train and validation loss along the way.
-
-    The attention layers and LayerNorms run fused kernels throughout
-    (:func:`~transformer_course.multi_head.fused_kernels`), and AdamW its fused update.
+    """Train a next-token model with AdamW (its fused update), :func:`warmup_cosine` and
+    gradient clipping, evaluating train and validation loss along the way.
 
     Args:
         model: maps ``(B, L)`` token ids to ``(B, L, V)`` logits.
@@ -219,6 +268,8 @@ def train_language_model(
             schedule then advances by steps or by the fraction of the budget spent,
             whichever is further along, and training stops when either runs out, so a
             slow machine still ends on the decayed learning rate.
+        fused: train and evaluate through PyTorch's fused attention and LayerNorm
+            kernels (as in :func:`train_loop`) and print what ran fused.
 
     Returns:
         ``{"step", "train_loss", "val_loss", "seconds"}`` at each evaluation (``seconds``
@@ -253,7 +304,7 @@ def train_language_model(
     model.train()
     bar = tqdm(total=steps, desc="training", disable=not progress, mininterval=1.0)
     step = 0
-    with fused_kernels(model):
+    with _speed_switch(model, fused) as report:
         while position(step) < steps:
             if step % eval_interval == 0:
                 evaluate(step)
@@ -274,5 +325,6 @@ def train_language_model(
             bar.update()
         evaluate(step)
     bar.close()
+    _say_fused(report)
     model.to(home).eval()
     return history

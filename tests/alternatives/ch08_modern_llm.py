@@ -127,9 +127,92 @@ class GroupedQueryAttentionTorch(nn.Module):
         return self.o_proj(out.transpose(1, 2).flatten(2))
 
 
+class LlamaBlockResidual(nn.Module):
+    """A helper for "x + sublayer(norm(x))", keyword arguments, parts written above."""
+
+    def __init__(self, config):
+        super().__init__()
+        self.input_layernorm = RMSNormNorm(config.d_model, config.eps)
+        self.self_attn = GroupedQueryAttentionTorch(config.d_model, config.n_heads,
+                                                    config.n_kv_heads, config.rope_base)
+        self.post_attention_layernorm = RMSNormNorm(config.d_model, config.eps)
+        self.mlp = SwiGLUSigmoid(config.d_model, config.d_ff)
+
+    @staticmethod
+    def _residual(x, norm, sublayer):
+        return x + sublayer(norm(x))
+
+    def forward(self, x, positions=None, cache=None):
+        x = self._residual(x, self.input_layernorm,
+                           lambda h: self.self_attn(h, positions=positions))
+        return self._residual(x, self.post_attention_layernorm, self.mlp)
+
+
+class LlamaBlockAdd(nn.Module):
+    """torch.add with named intermediates; the other written parts."""
+
+    def __init__(self, config):
+        super().__init__()
+        d = config.d_model
+        self.self_attn = GroupedQueryAttentionEinsum(d, config.n_heads, config.n_kv_heads,
+                                                     rope_base=config.rope_base)
+        self.mlp = SwiGLUFused(d, config.d_ff)
+        self.input_layernorm = RMSNormSquare(d, eps=config.eps)
+        self.post_attention_layernorm = RMSNormSquare(d, eps=config.eps)
+
+    def forward(self, x, positions=None, cache=None):
+        attended = self.self_attn(self.input_layernorm(x), positions)
+        hidden = torch.add(x, attended)
+        return torch.add(hidden, self.mlp(self.post_attention_layernorm(hidden)))
+
+
+class LlamaLinear(nn.Module):
+    """The head as F.linear with the embedding's matrix when tied; blocks in a list."""
+
+    def __init__(self, config):
+        super().__init__()
+        self.config = config
+        self.embed_tokens = nn.Embedding(config.vocab_size, config.d_model)
+        self.layers = nn.ModuleList([LlamaBlockResidual(config) for _ in range(config.n_layers)])
+        self.norm = RMSNormNorm(config.d_model, config.eps)
+        if not config.tie_embeddings:
+            self.lm_head = nn.Linear(config.d_model, config.vocab_size, bias=False)
+
+    def forward(self, idx, cache=None):
+        x = self.embed_tokens(idx)
+        positions = torch.arange(idx.shape[1])
+        for layer in self.layers:
+            x = layer(x, positions=positions)
+        head = self.embed_tokens.weight if self.config.tie_embeddings else self.lm_head.weight
+        return F.linear(self.norm(x), head)
+
+
+class LlamaOneHot(nn.Module):
+    """Embedding as a one-hot product with the table; the head tied after creation."""
+
+    def __init__(self, config):
+        super().__init__()
+        self.config = config
+        self.embed_tokens = nn.Embedding(config.vocab_size, config.d_model)
+        self.layers = nn.ModuleList(LlamaBlockAdd(config) for _ in range(config.n_layers))
+        self.norm = RMSNormSquare(config.d_model, eps=config.eps)
+        self.lm_head = nn.Linear(config.d_model, config.vocab_size, bias=False)
+        if config.tie_embeddings:
+            self.lm_head.weight = self.embed_tokens.weight
+
+    def forward(self, idx, cache=None):
+        one_hot = F.one_hot(idx, self.config.vocab_size).to(self.embed_tokens.weight.dtype)
+        x = one_hot @ self.embed_tokens.weight
+        for layer in self.layers:
+            x = layer(x, torch.arange(x.size(1)))
+        return self.lm_head(self.norm(x))
+
+
 ALTERNATIVES = {
     "RMSNorm": [RMSNormNorm, RMSNormSquare],
     "SwiGLU": [SwiGLUSigmoid, SwiGLUFused],
     "repeat_kv": [repeat_kv_interleave, repeat_kv_index],
     "GroupedQueryAttention": [GroupedQueryAttentionEinsum, GroupedQueryAttentionTorch],
+    "LlamaBlock": [LlamaBlockResidual, LlamaBlockAdd],
+    "Llama": [LlamaLinear, LlamaOneHot],
 }

@@ -16,11 +16,23 @@ repeat_kv
 GroupedQueryAttention
     rotary on q and k (not v), causal,       every case
     scale sqrt(Dh), repeat_kv order
-    ``rope_base``, default 10000             "rope_base 100000"; "positions 5..10
+    ``rope_base``, default 10000             "rope_base 100000"; "positions 0, 3, ...
                                              given", "n_kv_heads == n_heads" (default)
-    ``positions``                            "positions 5..10 given"
+    ``positions``                            "positions 0, 3, ..., 15 given"
     n_kv_heads == n_heads, == 1              "... (plain multi-head)", "... (multi-query)"
     (the KV cache is graded by the chapter's tests, not by these cases)
+LlamaBlock
+    pre-norm, both residuals, a norm per      every case (every weight random, norms
+    sublayer, names, eps and rope_base        included); "eps 0.5, rope_base 100"
+    from the config
+    positions passed to the attention        "positions 0, 3, ..., 15 given"
+Llama
+    embedding (unscaled), blocks, final      every case (every weight random)
+    RMSNorm, head
+    tied head when the config says so        the tied cases (lm_head.weight not loaded)
+    untied head otherwise                    "tie_embeddings False"
+    positions 0..L-1                         every case (rotary in the blocks)
+    (the KV cache path is exercised by the chapter's generation cells and tests)
 """
 
 from __future__ import annotations
@@ -37,6 +49,7 @@ from transformer_course.attention import scaled_dot_product_attention
 from transformer_course.checks.exercise import Case, Exercise, Mistake
 from transformer_course.checks.kit import STATE, build_module, mutant, randn, random_state, run_module
 from transformer_course.checks.registry import register
+from transformer_course.llama import LlamaConfig
 from transformer_course.multi_head import merge_heads, split_heads
 from transformer_course.positional import apply_rotary
 
@@ -236,7 +249,8 @@ def _gqa_cases(seed: int) -> list[Case]:
              rope_base=10000.0),
         case("float64, 6 heads, 3 KV heads, rope_base 100000", 24, 6, 3, (1, 7, 24),
              rope_base=100000.0, dtype=torch.float64),
-        case("positions 5..10 given", 16, 4, 2, (2, 6, 16), positions=torch.arange(5, 11)),
+        # Rotary scores depend on offsets only: spaced positions, unlike shifted ones, show.
+        case("positions 0, 3, ..., 15 given", 16, 4, 2, (2, 6, 16), positions=3 * torch.arange(6)),
         case("n_kv_heads == n_heads (plain multi-head)", 16, 2, 2, (2, 5, 16)),
         case("n_kv_heads 1 (multi-query)", 16, 4, 1, (1, 5, 16), rope_base=10000.0),
     ]
@@ -258,9 +272,12 @@ class _GQAMutant(ref.GroupedQueryAttention):
     tile = False
     scale_d_model = False
     default_base = False
+    ignore_positions = False
 
     def forward(self, x, positions=None):
         base = 10000.0 if self.default_base else self.rope_base
+        if self.ignore_positions:
+            positions = None
         q = split_heads(self.q_proj(x), self.n_heads)
         k = split_heads(self.k_proj(x), self.n_kv_heads)
         v = split_heads(self.v_proj(x), self.n_kv_heads)
@@ -311,7 +328,191 @@ GQA = Exercise(
         Mistake("rope_base ignored",
                 "The rotary embedding uses the default base 10000; pass base=self.rope_base.",
                 mutant(_GQAMutant, default_base=True)),
+        Mistake("positions ignored",
+                "The rotary embedding always uses positions 0..L-1: pass the positions "
+                "forward was given, apply_rotary(q, positions, base=self.rope_base) (and the "
+                "same for k).", mutant(_GQAMutant, ignore_positions=True)),
     ],
 )
 
-register(RMS_NORM, SWIGLU, REPEAT_KV, GQA)
+# --------------------------------------------------------------------------- LlamaBlock
+
+_CONFIG = {"vocab_size": 11, "d_model": 16, "n_layers": 2, "n_heads": 4, "n_kv_heads": 2,
+           "d_ff": 24, "rope_base": 10000.0, "eps": 1e-5, "tie_embeddings": True}
+
+
+def _weights(module: torch.nn.Module, g: torch.Generator, dtype: torch.dtype) -> dict[str, Tensor]:
+    """Random weights for every parameter, norms' gains included, so that a part left
+    out or applied in the wrong place changes the output."""
+    state = random_state(module, g, dtype, gain=0.5)
+    for name in state:
+        if name.endswith(("q_proj.weight", "k_proj.weight")):
+            state[name] *= 3  # sharper attention: a wrong position shows clearly
+    return state
+
+
+def _block_cases(seed: int) -> list[Case]:
+    g = torch.Generator().manual_seed(seed)
+    cases = []
+    for name, config, shape, dtype, positions in [
+        ("d_model 16, 4 heads, 2 KV heads, x (2, 6, 16)", _CONFIG, (2, 6, 16), torch.float32, None),
+        ("float64, eps 0.5, rope_base 100, 1 KV head, x (1, 7, 16)",
+         {**_CONFIG, "eps": 0.5, "rope_base": 100.0, "n_kv_heads": 1}, (1, 7, 16),
+         torch.float64, None),
+        # Rotary scores depend on offsets only: spaced positions, unlike shifted ones, show.
+        ("positions 0, 3, ..., 15 given, x (2, 6, 16)", _CONFIG, (2, 6, 16), torch.float32,
+         3 * torch.arange(6)),
+    ]:
+        state = _weights(ref.LlamaBlock(LlamaConfig(**config)), g, dtype)
+        # Inputs far from unit RMS, so that a norm on the wrong branch changes the output.
+        x = randn(g, *shape, dtype=dtype) * 3
+        cases.append(Case(name, {"config": config, STATE: state, "x": x, "positions": positions}))
+    return cases
+
+
+def _run_block(cls, a):
+    block = build_module(cls, {"config": LlamaConfig(**a["config"])}, a[STATE])
+    return block(a["x"], a["positions"])
+
+
+class _BlockMutant(ref.LlamaBlock):
+    """The reference block with one step done wrong (a flag)."""
+
+    post_norm = False
+    attn_residual = True
+    mlp_residual = True
+    normed_stream = False  # the residual carries the normalized copy
+    one_norm = False  # input_layernorm before both sublayers
+    pass_positions = True
+
+    def forward(self, x, positions=None, cache=None):
+        pos = positions if self.pass_positions else None
+        norm2 = self.input_layernorm if self.one_norm else self.post_attention_layernorm
+        if self.post_norm:
+            x = self.input_layernorm(x + self.self_attn(x, pos))
+            return norm2(x + self.mlp(x))
+        h = self.input_layernorm(x)
+        if self.normed_stream:
+            x = h
+        x = x + self.self_attn(h, pos) if self.attn_residual else self.self_attn(h, pos)
+        h = norm2(x)
+        return x + self.mlp(h) if self.mlp_residual else self.mlp(h)
+
+
+LLAMA_BLOCK = Exercise(
+    name="LlamaBlock",
+    chapter=CHAPTER,
+    reference=ref.LlamaBlock,
+    make_cases=_block_cases,
+    run=_run_block,
+    rtol=1e-4,
+    atol=1e-5,
+    mistakes=[
+        Mistake("post-norm",
+                "The block normalizes after the residual add (post-norm, as chapter 4's "
+                "original layer); a Llama block is pre-norm: x = x + self_attn("
+                "input_layernorm(x), positions, cache), then x = x + mlp("
+                "post_attention_layernorm(x)).", mutant(_BlockMutant, post_norm=True)),
+        Mistake("attention residual missing",
+                "The attention's output replaces the stream instead of being added to it: "
+                "x = x + self_attn(input_layernorm(x), positions, cache).",
+                mutant(_BlockMutant, attn_residual=False)),
+        Mistake("feed-forward residual missing",
+                "The feed-forward output replaces the stream instead of being added to it: "
+                "return x + mlp(post_attention_layernorm(x)).",
+                mutant(_BlockMutant, mlp_residual=False)),
+        Mistake("norm on the residual stream",
+                "The residual stream itself is normalized (x = norm(x), then x + attn(x)); "
+                "only the sublayer's input is: x + self_attn(input_layernorm(x), ...), so the "
+                "stream keeps its scale.", mutant(_BlockMutant, normed_stream=True)),
+        Mistake("one norm for both sublayers",
+                "input_layernorm is applied before the feed-forward too; each sublayer has "
+                "its own norm and gain: post_attention_layernorm before mlp.",
+                mutant(_BlockMutant, one_norm=True)),
+        Mistake("positions not passed",
+                "The attention is called without positions, so the rotary embedding uses "
+                "0..L-1 whatever the block was given: self_attn(h, positions, cache).",
+                mutant(_BlockMutant, pass_positions=False)),
+    ],
+)
+
+# --------------------------------------------------------------------------- Llama
+
+
+def _llama_cases(seed: int) -> list[Case]:
+    g = torch.Generator().manual_seed(seed)
+    cases = []
+    for name, config, batch, length, dtype in [
+        ("2 layers, tied head, idx (2, 7)", _CONFIG, 2, 7, torch.float32),
+        ("1 layer, tied head, float64, idx (1, 9)", {**_CONFIG, "n_layers": 1}, 1, 9,
+         torch.float64),
+        ("3 layers, tie_embeddings False, idx (3, 5)",
+         {**_CONFIG, "n_layers": 3, "tie_embeddings": False}, 3, 5, torch.float32),
+    ]:
+        state = _weights(ref.Llama(LlamaConfig(**config)), g, dtype)
+        if config["tie_embeddings"]:
+            # Only embed_tokens is given: a tied head uses it, an untied one its own weights.
+            state.pop("lm_head.weight")
+        idx = torch.randint(config["vocab_size"], (batch, length), generator=g)
+        cases.append(Case(name, {"config": config, STATE: state, "idx": idx}))
+    return cases
+
+
+def _run_llama(cls, a):
+    model = build_module(cls, {"config": LlamaConfig(**a["config"])}, a[STATE])
+    return model(a["idx"])
+
+
+class _LlamaMutant(ref.Llama):
+    """The reference model with one step done wrong (a flag)."""
+
+    final_norm = True
+    scale_embedding = False
+    always_tie = False
+    never_tie = False
+
+    def __init__(self, config):
+        super().__init__(config)
+        if self.always_tie:
+            self.lm_head.weight = self.embed_tokens.weight
+        if self.never_tie:
+            self.lm_head.weight = torch.nn.Parameter(self.embed_tokens.weight.detach() * 0.5 + 0.01)
+
+    def forward(self, idx, cache=None):
+        x = self.embed_tokens(idx)
+        if self.scale_embedding:
+            x = x * math.sqrt(self.config.d_model)
+        positions = torch.arange(idx.size(1))
+        for layer in self.layers:
+            x = layer(x, positions)
+        return self.lm_head(self.norm(x) if self.final_norm else x)
+
+
+LLAMA = Exercise(
+    name="Llama",
+    chapter=CHAPTER,
+    reference=ref.Llama,
+    make_cases=_llama_cases,
+    run=_run_llama,
+    rtol=1e-4,
+    atol=1e-5,
+    mistakes=[
+        Mistake("final norm missing",
+                "self.norm is never applied: normalize the last block's output before "
+                "lm_head.", mutant(_LlamaMutant, final_norm=False)),
+        Mistake("head not tied",
+                "With config.tie_embeddings the head must share the embedding's matrix: "
+                "self.lm_head.weight = self.embed_tokens.weight (the checks load only "
+                "embed_tokens.weight then).", mutant(_LlamaMutant, never_tie=True)),
+        Mistake("head always tied",
+                "The head is tied although config.tie_embeddings is False: tie it only "
+                "when the config says so (then lm_head keeps weights of its own).",
+                mutant(_LlamaMutant, always_tie=True)),
+        Mistake("embedding scaled by sqrt(d_model)",
+                "The embedding is multiplied by sqrt(d_model), as chapter 4's encoder does; "
+                "Llama feeds embed_tokens(idx) to the first block as it is.",
+                mutant(_LlamaMutant, scale_embedding=True)),
+    ],
+)
+
+register(RMS_NORM, SWIGLU, REPEAT_KV, GQA, LLAMA_BLOCK, LLAMA)

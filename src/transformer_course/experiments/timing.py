@@ -53,10 +53,10 @@ def time_sequence_models(
     - ``"nn.LSTM (C++ loop)"``: PyTorch's LSTM, one compiled step per token;
     - ``"self-attention (course)"``: the chapter 02 ``MultiHeadAttention`` with a causal
       mask, which builds the full ``(L, L)`` weight matrix of every head;
-    - ``"self-attention (fused)"``: the same module with ``need_weights = False``
-      (:func:`~transformer_course.multi_head.fused_kernels`): the same weights and
-      result through ``F.scaled_dot_product_attention(is_causal=True)``, PyTorch's fused
-      kernel, which never stores that matrix.
+    - ``"self-attention (fused)"``: the same module inside
+      :func:`~transformer_course.multi_head.fused_kernels`: the same weights and result,
+      its attention call through ``F.scaled_dot_product_attention(is_causal=True)``,
+      PyTorch's fused kernel, which never stores that matrix.
 
     The timing runs on ``num_threads`` threads
     (:func:`~transformer_course.experiments.threads.torch_threads`; None keeps torch's

