@@ -15,6 +15,7 @@ from transformer_course.experiments.recall import (
 )
 from transformer_course.experiments.scaling import (
     LSTMLanguageModel,
+    loss_by_position,
     non_embedding_parameters,
     position_ablation,
     scaling_experiment,
@@ -137,3 +138,17 @@ def test_position_ablation_keeps_the_nope_positions_at_zero():
     assert set(result.val_loss) == {"learned positions", "no positions (NoPE)"}
     # the same initial weights and batches: the two runs differ only by the positions
     assert result.train_losses["learned positions"][0] != result.train_losses["no positions (NoPE)"][0]
+
+
+def test_loss_by_position_is_the_mean_loss_split_by_position():
+    runs = scaling_experiment([(8, 1)], steps=1, batch_size=2, block_size=8, val_batches=1)
+    model = runs[0].model
+    curve = loss_by_position(model, block_size=8, n_windows=4)
+    assert curve.shape == (7,)
+    # its mean is the ordinary next-token loss of the same windows
+    from transformer_course.corpus import get_batch, load_corpus
+    from transformer_course.gpt import next_token_loss
+
+    x = get_batch(load_corpus().val, 4, 8, torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        torch.testing.assert_close(curve.mean(), next_token_loss(model(x), x))

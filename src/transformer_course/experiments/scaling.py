@@ -5,13 +5,14 @@ law in its number of parameters (without the embeddings) when data and compute d
 hold it back, and that LSTMs of the same size do worse, the more so the larger they are.
 :func:`scaling_experiment` trains several sizes of either architecture on one budget and
 reports what :func:`transformer_course.why.fit_power_law` fits;
+:func:`loss_by_position` measures how much a trained model gains from its context, and
 :func:`position_ablation` trains one GPT with and one without its position embedding.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor, nn
@@ -63,6 +64,7 @@ class ScalingRun:
     val_loss: float
     train_losses: list[float]
     seconds: float
+    model: nn.Module | None = field(default=None, repr=False)
 
 
 def _validation_batches(corpus: Corpus, block_size: int, n: int, seed: int) -> list[Tensor]:
@@ -134,8 +136,31 @@ def scaling_experiment(
             losses, val_loss, seconds = _train_and_measure(
                 model, corpus, val, steps, batch_size, block_size, lr, seed, desc)
             runs.append(ScalingRun(architecture, d_model, n_layers, non_embedding_parameters(model),
-                                   val_loss, losses, seconds))
+                                   val_loss, losses, seconds, model))
     return runs
+
+
+def loss_by_position(model: nn.Module, block_size: int = 64, n_windows: int = 256, seed: int = 0) -> Tensor:
+    """Validation loss at each position of a window: how much a model gains from the
+    context before a token (Kaplan et al., 2020, section 3.2.1, compare Transformers and
+    LSTMs this way).
+
+    Args:
+        model: a language model, ``(B, L) ids -> (B, L, vocab) logits``.
+        block_size: the window length ``L`` (at most what the model was trained on).
+        n_windows: validation windows averaged over.
+        seed: which windows.
+
+    Returns:
+        ``(L - 1,)``: entry ``t`` is the mean cross-entropy (nats) of predicting the token
+        at position ``t + 1`` from the ``t + 1`` tokens before it.
+    """
+    corpus = load_corpus()
+    x = get_batch(corpus.val, n_windows, block_size, torch.Generator().manual_seed(seed + 2))
+    with torch.no_grad(), fused_kernels(model):
+        logits = model(x)[:, :-1]
+        losses = nn.functional.cross_entropy(logits.transpose(1, 2), x[:, 1:], reduction="none")
+    return losses.mean(dim=0)
 
 
 @dataclass
