@@ -1,4 +1,4 @@
-"""Chapter 09's experiments on tiny sizes: timing, recall, thread control and word vectors."""
+"""Chapter 09's experiments on tiny sizes: timing, recall, scaling, thread control and word vectors."""
 
 import pytest
 import torch
@@ -13,8 +13,21 @@ from transformer_course.experiments.recall import (
     recurrent_hidden_for,
     train_recall,
 )
+from transformer_course.experiments.scaling import (
+    LSTMLanguageModel,
+    loss_by_position,
+    non_embedding_parameters,
+    position_ablation,
+    scaling_experiment,
+)
 from transformer_course.experiments.threads import torch_threads
-from transformer_course.experiments.timing import time_sequence_models
+from transformer_course.experiments.timing import (
+    LAYERS,
+    count_operations,
+    time_batch_sizes,
+    time_call,
+    time_sequence_models,
+)
 from transformer_course.why import cosine_similarity_matrix
 
 
@@ -23,6 +36,28 @@ def test_timing_reports_every_model_and_length():
     assert set(times) == {"RNN (Python loop)", "nn.LSTM (C++ loop)", "self-attention (course)",
                           "self-attention (fused)"}
     assert all(len(t) == 2 and all(s > 0 for s in t) for t in times.values())
+
+
+def test_timing_by_batch_size_reports_every_model_and_batch():
+    times = time_batch_sizes([1, 3], length=4, d_model=8, n_heads=2, repeats=1, device="cpu")
+    assert tuple(times) == LAYERS
+    assert all(len(t) == 2 and all(s > 0 for s in t) for t in times.values())
+
+
+def test_time_call_waits_for_the_device_around_every_run():
+    calls, syncs = [], []
+    time_call(lambda: calls.append(len(syncs)), repeats=3, min_time=0.0, sync=lambda: syncs.append(1))
+    assert len(calls) == 4  # a warm-up and three timed runs
+    assert len(syncs) == 4
+    assert calls == [0, 1, 2, 3]  # each run starts after the previous run was waited for
+
+
+def test_operation_count_grows_with_length_only_for_the_python_loop():
+    counts = count_operations([4, 8, 16], d_model=8, batch=2, n_heads=2)
+    loop = counts["RNN (Python loop)"]
+    assert loop[1] - loop[0] > 0 and (loop[2] - loop[1]) == 2 * (loop[1] - loop[0])  # a fixed few per token
+    for name in ("self-attention (course)", "self-attention (fused)", "nn.LSTM (C++ loop)"):
+        assert len(set(counts[name])) == 1, (name, counts[name])
 
 
 def test_torch_threads_restores_the_setting():
@@ -76,3 +111,44 @@ def test_word_vectors_before_and_after_the_encoder():
     assert cosine_similarity_matrix(before[:1], before[1:]) > cosine_similarity_matrix(after[:1], after[1:])
     with pytest.raises(ValueError, match="word piece"):
         word_vectors(model, sentences, "money")
+
+
+def test_lstm_language_model_counts_only_its_recurrent_weights():
+    model = LSTMLanguageModel(vocab_size=11, d_model=6, n_layers=2)
+    assert model(torch.randint(0, 11, (2, 5))).shape == (2, 5, 11)
+    assert model.lm_head.weight is model.tok_emb.weight
+    assert non_embedding_parameters(model) == sum(p.numel() for p in model.lstm.parameters())
+
+
+def test_scaling_experiment_trains_both_architectures():
+    for architecture in ("transformer", "lstm"):
+        runs = scaling_experiment([(8, 1)], steps=2, batch_size=2, block_size=8, val_batches=1,
+                                  architecture=architecture)
+        assert [r.architecture for r in runs] == [architecture]
+        assert len(runs[0].train_losses) == 2 and runs[0].seconds > 0 and runs[0].val_loss > 0
+    with pytest.raises(ValueError, match="architecture"):
+        scaling_experiment([(8, 1)], steps=1, architecture="cnn")
+
+
+def test_position_ablation_keeps_the_nope_positions_at_zero():
+    result = position_ablation(steps=3, d_model=8, n_layers=1, batch_size=2, block_size=8, val_batches=1)
+    nope, learned = result.models["no positions (NoPE)"], result.models["learned positions"]
+    assert not nope.pos_emb.weight.any()
+    assert learned.pos_emb.weight.abs().sum() > 0
+    assert set(result.val_loss) == {"learned positions", "no positions (NoPE)"}
+    # the same initial weights and batches: the two runs differ only by the positions
+    assert result.train_losses["learned positions"][0] != result.train_losses["no positions (NoPE)"][0]
+
+
+def test_loss_by_position_is_the_mean_loss_split_by_position():
+    runs = scaling_experiment([(8, 1)], steps=1, batch_size=2, block_size=8, val_batches=1)
+    model = runs[0].model
+    curve = loss_by_position(model, block_size=8, n_windows=4)
+    assert curve.shape == (7,)
+    # its mean is the ordinary next-token loss of the same windows
+    from transformer_course.corpus import get_batch, load_corpus
+    from transformer_course.gpt import next_token_loss
+
+    x = get_batch(load_corpus().val, 4, 8, torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        torch.testing.assert_close(curve.mean(), next_token_loss(model(x), x))
