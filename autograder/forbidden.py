@@ -5,13 +5,16 @@ The child reports the forbidden torch functions it called (a torch-function mode
 reach the same kernel another way. So the parent also reads the code an exercise can
 reach: the exercise's definition and, transitively, every top-level function, class or
 constant of the submission it names. There, a forbidden function counts as used when an
-attribute, an imported name or a string constant names it or one of its other doors: the
-same name with ``_``, ``native_``, ``log_`` or ``special_`` before it, in any case, with
+attribute, a name imported from torch or a string that is a single identifier
+(``getattr(F, "softmax")``) names a torch function that is it or one of its other doors: the
+same name with ``_``, ``native_``, ``log_``, ``special_`` or ``fused_`` before it, in any case, with
 or without underscores (``torch.ops.aten._softmax``, ``torch.special.softmax``,
 ``x.log_softmax(-1).exp()``, ``torch.layer_norm``, ``nn.RMSNorm``), and every name the
 exercise's label gives (``"torch.nn.RNNCell (torch.rnn_tanh_cell)"``). Switching off
 torch-function modes (``torch._C.DisableTorchFunction``, ``_pop_mode`` and the like)
-counts as using every forbidden function of the exercise. Statements the student
+counts as using every forbidden function of the exercise, and so does looking functions
+up by a computed name (``getattr(torch, "soft" + "max")``, ``eval``, ``importlib``),
+which no reading of the code can check. Statements the student
 notebooks give as they are (``LayerNorm``'s ``if self.fused: return F.layer_norm(...)``,
 off by default) are not read. The grade takes the union of what the child reported and
 what is found here: the stricter wins.
@@ -113,14 +116,37 @@ def _spelled(node: ast.AST) -> list[tuple[str, str, str]]:
     for sub in _walk(node, given_statements()):
         if isinstance(sub, ast.Attribute):
             found.append((_norm(sub.attr), sub.attr, ast.unparse(sub)[:80]))
-        elif isinstance(sub, ast.alias):
-            for part in (sub.name.split(".") + ([sub.asname] if sub.asname else [])):
-                found.append((_norm(part), part, sub.name))
-        elif isinstance(sub, ast.ImportFrom) and sub.module:
-            found += [(_norm(part), part, sub.module) for part in sub.module.split(".")]
-        elif isinstance(sub, ast.Constant) and isinstance(sub.value, str) and len(sub.value) < 100:
-            found += [(_norm(w), w, repr(sub.value)) for w in re.findall(r"[A-Za-z_]\w*", sub.value)]
+        elif isinstance(sub, ast.Import):
+            found += [(_norm(part), part, a.name) for a in sub.names if a.name.startswith("torch")
+                      for part in a.name.split(".")]
+        elif isinstance(sub, ast.ImportFrom) and (sub.module or "").startswith("torch"):
+            found += [(_norm(part), part, f"from {sub.module} import {a.name}")
+                      for a in sub.names for part in (*sub.module.split("."), a.name)]
+        elif isinstance(sub, ast.Constant) and isinstance(sub.value, str) \
+                and re.fullmatch(r"[A-Za-z_]\w*", sub.value.strip()):  # getattr(F, "softmax")
+            found.append((_norm(sub.value.strip()), sub.value.strip(), repr(sub.value)))
     return found
+
+
+_DYNAMIC = frozenset({"eval", "exec", "compile", "__import__", "vars", "globals", "locals"})
+_LOOKUPS = frozenset({"getattr", "attrgetter", "methodcaller", "__getattribute__", "import_module"})
+
+
+def _computed_lookup(node: ast.AST) -> str | None:
+    """How ``node`` looks a function up by a name computed at run time, if it does."""
+    for sub in _walk(node, given_statements()):
+        if not isinstance(sub, ast.Call):
+            continue
+        func = sub.func
+        name = func.id if isinstance(func, ast.Name) else getattr(func, "attr", None)
+        if name in _DYNAMIC and isinstance(func, ast.Name):
+            return ast.unparse(sub)[:80]
+        if name in _LOOKUPS:
+            index = 1 if name == "getattr" else 0
+            key = sub.args[index] if len(sub.args) > index else None
+            if not (isinstance(key, ast.Constant) and isinstance(key.value, str)):
+                return ast.unparse(sub)[:80]
+    return None
 
 
 def find(statements: list[ast.stmt], exercise: str,
@@ -148,6 +174,7 @@ def find(statements: list[ast.stmt], exercise: str,
             todo += [n.id for n in ast.walk(node) if isinstance(n, ast.Name) and n.id in table]
     spelled = [found for node in reach for found in _spelled(node)]
     tampering = next((shown for norm, _, shown in spelled if _TAMPERING.search(norm)), None)
+    computed = next(filter(None, (_computed_lookup(n) for n in reach)), None)
     used = []
     for label, func in forbidden.items():
         names = doors(label, func)
@@ -156,4 +183,7 @@ def find(statements: list[ast.stmt], exercise: str,
             used.append(f"{label} (your code names {hit})")
         elif tampering is not None:
             used.append(f"{label} (your code switches off the grader's check: {tampering})")
+        elif computed is not None:
+            used.append(f"{label} (your code looks functions up by a computed name, which the "
+                        f"grader cannot check: {computed})")
     return used

@@ -189,6 +189,11 @@ def _fork_and_wait(job: dict, index: int | None, excluded: dict, state: dict,
     os.mkdir(work, 0o700)
     if job.get("uid") is not None:
         os.chown(work, job["uid"], job["uid"])
+    for name in (*_outputs(index), PROGRESS):  # an earlier probe's (the worker's own files)
+        try:
+            os.unlink(out / name)
+        except FileNotFoundError:
+            pass
     fds = [os.open(out / name, _CREATE | os.O_WRONLY, 0o600) for name in _outputs(index)]
     progress = os.open(out / PROGRESS, _CREATE | os.O_RDWR, 0o600)
     if job.get("uid") is not None:
