@@ -82,6 +82,8 @@ class Grader:
     seed: int = HIDDEN_SEED
     unsafe_no_sandbox: bool = field(default_factory=lambda: UNSAFE_NO_SANDBOX)
     worker: Worker = field(init=False)
+    workers: int = 3
+    """Workers kept running, one per chapter's view (the least recently used stops)."""
 
     def __post_init__(self) -> None:
         if not self.unsafe_no_sandbox:
@@ -91,9 +93,22 @@ class Grader:
                     f"the grader runs student code only in its sandbox, and {why}; run "
                     "`make setup` (it installs bubblewrap), or pass --unsafe-no-sandbox to grade "
                     "without it, trusting every submission")
-        self.worker = Worker(sandboxed=not self.unsafe_no_sandbox,
-                             memory_bytes=self.limits.memory_bytes,
-                             tmp_bytes=4 * self.limits.file_bytes)
+        self._pool: dict[Path | None, Worker] = {}
+        self.worker = self._worker(None)
+
+    def _worker(self, view: Path | None) -> Worker:
+        """The worker for ``view`` (a chapter's view: a batch that alternates chapters
+        restarts no worker while at most :attr:`workers` chapters alternate)."""
+        worker = self._pool.pop(view, None)
+        if worker is None:
+            worker = Worker(sandboxed=not self.unsafe_no_sandbox,
+                            memory_bytes=self.limits.memory_bytes,
+                            tmp_bytes=4 * self.limits.file_bytes)
+        self._pool[view] = worker  # most recently used last
+        while len(self._pool) > max(1, self.workers):
+            self._pool.pop(next(iter(self._pool))).close()
+        self.worker = worker
+        return worker
 
     def __enter__(self) -> Grader:
         return self
@@ -102,7 +117,8 @@ class Grader:
         self.close()
 
     def close(self) -> None:
-        self.worker.close()
+        for worker in self._pool.values():
+            worker.close()
 
     def grade(self, path: Path | str, chapter: str | None = None) -> dict:
         """Grade one submission; returns Gradescope's results.json as a dict.
@@ -190,7 +206,7 @@ class Grader:
         error: Exception | None = None
         for _ in range(2):  # a worker that died is started afresh, once
             try:
-                self.worker.ensure(view)
+                self._worker(view).ensure(view)
                 host_in, host_out, inner_in, inner_out, work = self.worker.job_folders()
                 self._layers = dict(self.worker.layers)
                 job = self._job(program, kept, plans, host_in, inner_in, inner_out, work)
