@@ -46,13 +46,31 @@ def bwrap() -> str | None:
 
 
 def _python_binds() -> list[str]:
-    """Folders the interpreter needs: its installation and the virtual environment."""
+    """Folders the interpreter needs: its installation, the virtual environment, every
+    link on the way to the executable, and the import path, except the folders that hold
+    the course's own packages (the repository: the view replaces them)."""
+    from autograder.view import autograder_dir, package_dir
+
+    ours = (package_dir(), autograder_dir())
+    repository = Path(os.path.commonpath(ours))  # never bound: solutions/, tests/, .git
     folders = {Path(sys.base_prefix).resolve(), Path(sys.prefix).resolve()}
-    for key in ("stdlib", "platstdlib", "purelib", "platlib"):
-        folders.add(Path(sysconfig.get_paths()[key]).resolve())
-    kept = []
+    folders.update(Path(sysconfig.get_paths()[key]).resolve()
+                   for key in ("stdlib", "platstdlib", "purelib", "platlib"))
+    hop = Path(sys.executable).absolute()
+    for _ in range(40):  # each link's folder (a venv made from another venv's python)
+        folders.add(hop.parent.resolve())
+        if not hop.is_symlink():
+            break
+        hop = (hop.parent / os.readlink(hop)).absolute()
+    for entry in sys.path:
+        path = Path(entry or ".").resolve()
+        if path.is_dir() and not path.is_relative_to(repository) \
+                and not any(p.is_relative_to(path) for p in ours):
+            folders.add(path)
+    kept: list[Path] = []
     for folder in sorted(folders, key=lambda p: len(p.parts)):
-        if not any(folder.is_relative_to(k) for k in kept) and folder.exists():
+        if folder.exists() and not any(folder.is_relative_to(k) for k in kept) \
+                and not any(p.is_relative_to(folder) for p in ours):
             kept.append(folder)
     return [str(k) for k in kept if not str(k).startswith("/usr/")]
 

@@ -19,6 +19,7 @@ repository (``solutions/``, ``tests/``, ``.git``, ``checks`` cases) is in the vi
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import shutil
 import tempfile
@@ -80,6 +81,7 @@ def build_view(chapter: str, keep: frozenset[str] = frozenset()) -> Path:
             if not _ROOT:
                 _ROOT.append(Path(tempfile.mkdtemp(prefix="autograder-view-")))
                 _ROOT[0].chmod(0o755)
+                atexit.register(forget)
             digest = hashlib.sha256(repr(sorted(key[1])).encode() + chapter.encode()).hexdigest()[:12]
             _BUILT[key] = _build(chapter, keep, _ROOT[0] / f"{chapter}-{digest}")
         return _BUILT[key]
