@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import select
 import shutil
 import stat
@@ -49,6 +50,7 @@ class Worker:
         self.view: Path | None = None
         self.cgroups: isolation.Cgroups | None = None
         self.layers: dict[str, bool] = {}
+        self.host_uid = os.geteuid()  # who the sandbox's processes are outside it
         self._buffer = b""  # bytes read past the last full line
         self._jobs = 0
 
@@ -67,12 +69,18 @@ class Worker:
         }
         argv = [sys.executable, "-I", "-m", "autograder.worker"]
         self.cgroups = None
+        self.host_uid = os.geteuid()
+        prefix: list[str] = []
+        if self.sandboxed and self.host_uid == 0:  # never root: a fresh unprivileged uid
+            self.host_uid = random.randrange(200_000, 2_000_000_000)
+            os.chown(os.path.join(self.home, "out"), self.host_uid, self.host_uid)
+            prefix = isolation.unprivileged_prefix(self.host_uid, Path(self.home, "mnt"))
         if self.sandboxed:
             assert view is not None
             self.cgroups = isolation.Cgroups(os.path.basename(self.home),
                                              self.memory_bytes + (1 << 30), 64)
             setenv = [a for key, value in env.items() for a in ("--setenv", key, value)]
-            argv = (self.cgroups.join_prefix()
+            argv = (self.cgroups.join_prefix() + prefix
                     + isolation.command(view, Path(self.home, "in"), Path(self.home, "out"),
                                         self.tmp_bytes)
                     + setenv + ["--", *argv])
@@ -86,7 +94,8 @@ class Worker:
         message = self._read(time.monotonic() + self.START_TIMEOUT)
         if not message.get("ready") or not isinstance(message.get("inside"), dict):
             raise WorkerError(f"the grading worker did not start: {str(message)[:500]}")
-        self.layers = isolation.layers(message["inside"], self.sandboxed, self.cgroups)
+        self.layers = isolation.layers(message["inside"], self.sandboxed, self.cgroups,
+                                       isolation.process_uid(self.proc.pid))
 
     def job_folders(self) -> tuple[Path, Path, str, str, str]:
         """A new job's host folders for inputs and outputs, and the paths the worker sees
@@ -97,6 +106,8 @@ class Worker:
         host_in, host_out = Path(self.home, "in", name), Path(self.home, "out", name)
         host_in.mkdir(mode=0o755)
         host_out.mkdir(mode=0o700)
+        if self.host_uid != os.geteuid():
+            os.chown(host_out, self.host_uid, self.host_uid)
         if self.sandboxed:
             inner = isolation.EXCHANGE
             return host_in, host_out, f"{inner}/in/{name}", f"{inner}/out/{name}", "/tmp/work"

@@ -232,6 +232,7 @@ class Grader:
             job_exercises.append({"name": plan.exercise.name, "cases": cases,
                                   "timeout": self._timeout(plan), "disable": plan.disable})
         save_tensors(tensors, host_in / "inputs.safetensors")
+        (host_in / "inputs.safetensors").chmod(0o644)  # for the sandbox's unprivileged uid
         return {
             "inputs": f"{inner_in}/inputs.safetensors", "out": inner_out, "work": work,
             "uid": uid, "cells": kept, "chapter": plans[0].exercise.chapter,

@@ -4,9 +4,11 @@ The worker (:mod:`autograder.worker`) starts as
 ``sh -c 'join cgroups; exec bwrap ... python -I -m autograder.worker'``. Inside:
 
 - new user, pid, mount, network, IPC and UTS namespaces and a new session; uid and gid
-  65534 without capabilities (as root outside, bubblewrap maps it to the caller's uid,
-  which is what lets it bind an interpreter installed under a folder only root may
-  enter; every host path is read-only, so that uid owns nothing it can change);
+  65534 without capabilities, which outside is the caller's uid, or, when the grader runs
+  as root, a fresh unprivileged uid (:func:`unprivileged_prefix`: bubblewrap runs as that
+  uid; an interpreter installed where only root may enter, such as pyenv under
+  ``/root``, is first bound into a private mount namespace where that folder is a
+  world-readable tmpfs holding only the interpreter);
 - a root of its own holding only ``/usr`` (and its ``/lib``, ``/bin`` links), the
   interpreter's installation, the virtual environment, ``/dev`` (null, zero, urandom),
   a fresh ``/proc`` of the new pid namespace, a size-limited tmpfs at ``/tmp`` (the
@@ -25,6 +27,7 @@ from __future__ import annotations
 
 import functools
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -73,6 +76,42 @@ def _python_binds() -> list[str]:
                 and not any(p.is_relative_to(folder) for p in ours):
             kept.append(folder)
     return [str(k) for k in kept if not str(k).startswith("/usr/")]
+
+
+def process_uid(pid: int) -> int:
+    """The real uid of process ``pid``, as this (the host's) /proc shows it."""
+    with open(f"/proc/{pid}/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("Uid:"))
+
+
+def closed_ancestor(path: Path) -> Path | None:
+    """The highest folder above ``path`` that other users may not enter, if any."""
+    for parent in reversed(path.parents):
+        if parent != Path("/") and not parent.stat().st_mode & 0o001:
+            return parent
+    return None
+
+
+def unprivileged_prefix(uid: int, staging: Path) -> list[str]:
+    """A command prefix that runs the rest as ``uid`` (from root), in a private mount
+    namespace where each folder the interpreter needs is reachable by that uid: a folder
+    only root may enter above it (``/root``) becomes a tmpfs with the needed folders bound
+    back in read-only. ``staging`` (empty, root's) holds the binds meanwhile."""
+    needed = [(folder, closed) for folder in _python_binds()
+              if (closed := closed_ancestor(Path(folder))) is not None]
+    q = shlex.quote
+    steps = []  # every bind first: a tmpfs over a closed folder hides what is below it
+    for number, (folder, _) in enumerate(needed):
+        steps += [f"mkdir -p {q(str(staging / str(number)))}",
+                  f"mount --bind {q(folder)} {q(str(staging / str(number)))}"]
+    for closed in dict.fromkeys(closed for _, closed in needed):
+        steps.append(f"mount -t tmpfs -o mode=755 tmpfs {q(str(closed))}")
+    for number, (folder, _) in enumerate(needed):
+        steps += [f"mkdir -p {q(folder)}",
+                  f"mount --bind -o ro {q(str(staging / str(number)))} {q(folder)}"]
+    steps.append(f'exec setpriv --reuid={uid} --regid={uid} --clear-groups -- "$@"')
+    return ["unshare", "--mount", "--propagation", "private", "/bin/sh", "-c",
+            " && ".join(steps), "sh"]
 
 
 def command(view: Path, inputs: Path, outputs: Path, tmp_bytes: int) -> list[str]:
@@ -174,13 +213,15 @@ class Cgroups:
         self.paths.clear()
 
 
-def layers(inside: dict, sandboxed: bool, cgroups: Cgroups | None) -> dict[str, bool]:
+def layers(inside: dict, sandboxed: bool, cgroups: Cgroups | None,
+           host_uid: int) -> dict[str, bool]:
     """Which confinement layers hold, from what the worker saw inside (its ``ready``
-    message) and what the parent set up."""
+    message), the uid the kernel shows for the sandbox's first process outside
+    (``host_uid``) and what the parent set up."""
     found = {
         "bubblewrap": sandboxed,
         "user_namespace": sandboxed and inside.get("uid") == SANDBOX_UID,
-        "unprivileged_uid": inside.get("uid") != 0,
+        "unprivileged_uid": inside.get("uid") != 0 and host_uid != 0,
         "no_capabilities": set(str(inside.get("capabilities", "x"))) <= {"0"},
         "pid_namespace": sandboxed and inside.get("pid", 0) < 100,
         "no_network": inside.get("interfaces") in (["lo"], []),
