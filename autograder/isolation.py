@@ -130,7 +130,9 @@ def command(view: Path, inputs: Path, outputs: Path, tmp_bytes: int) -> list[str
     args = [exe, "--unshare-user", "--uid", str(SANDBOX_UID), "--gid", str(SANDBOX_UID),
             "--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts",
             "--unshare-cgroup-try", "--die-with-parent", "--new-session", "--cap-drop", "ALL",
-            "--ro-bind", "/usr", "/usr"]
+            "--ro-bind", "/usr", "/usr",
+            # the tmpfs first: a venv or package under /tmp is bound onto it, not hidden by it
+            "--size", str(tmp_bytes), "--tmpfs", "/tmp"]
     for link in ("lib", "lib64", "bin", "sbin"):
         if os.path.islink(f"/{link}"):
             args += ["--symlink", os.readlink(f"/{link}"), f"/{link}"]
@@ -143,7 +145,7 @@ def command(view: Path, inputs: Path, outputs: Path, tmp_bytes: int) -> list[str
         args += ["--ro-bind", folder, folder]
     args += ["--ro-bind", str(view / "transformer_course"), str(package_dir()),
              "--ro-bind", str(view / "autograder"), str(autograder_dir()),
-             "--proc", "/proc", "--dev", "/dev", "--size", str(tmp_bytes), "--tmpfs", "/tmp",
+             "--proc", "/proc", "--dev", "/dev",
              "--ro-bind", str(inputs), f"{EXCHANGE}/in", "--bind", str(outputs), f"{EXCHANGE}/out",
              "--chdir", "/tmp", "--clearenv"]
     return args
