@@ -5,8 +5,8 @@ The child reports the forbidden torch functions it called (a torch-function mode
 reach the same kernel another way. So the parent also reads the code an exercise can
 reach: the exercise's definition and, transitively, every top-level function, class or
 constant of the submission it names. There, a forbidden function counts as used when an
-attribute, a name imported from torch or a string that is a single identifier
-(``getattr(F, "softmax")``) names a torch function that is it or one of its other doors: the
+attribute, a name imported from torch or a string handed to ``getattr`` (or
+``attrgetter``, ``methodcaller``) names a torch function that is it or one of its other doors: the
 same name with ``_``, ``native_``, ``log_``, ``special_`` or ``fused_`` before it, in any case, with
 or without underscores (``torch.ops.aten._softmax``, ``torch.special.softmax``,
 ``x.log_softmax(-1).exp()``, ``torch.layer_norm``, ``nn.RMSNorm``), and every name the
@@ -122,14 +122,19 @@ def _spelled(node: ast.AST) -> list[tuple[str, str, str]]:
         elif isinstance(sub, ast.ImportFrom) and (sub.module or "").startswith("torch"):
             found += [(_norm(part), part, f"from {sub.module} import {a.name}")
                       for a in sub.names for part in (*sub.module.split("."), a.name)]
-        elif isinstance(sub, ast.Constant) and isinstance(sub.value, str) \
-                and re.fullmatch(r"[A-Za-z_]\w*", sub.value.strip()):  # getattr(F, "softmax")
-            found.append((_norm(sub.value.strip()), sub.value.strip(), repr(sub.value)))
+        elif isinstance(sub, ast.Call) and _called(sub) in _LOOKUPS:  # getattr(F, "softmax")
+            found += [(_norm(arg.value), arg.value, ast.unparse(sub)[:80]) for arg in sub.args
+                      if isinstance(arg, ast.Constant) and isinstance(arg.value, str)]
     return found
 
 
 _DYNAMIC = frozenset({"eval", "exec", "compile", "__import__", "vars", "globals", "locals"})
 _LOOKUPS = frozenset({"getattr", "attrgetter", "methodcaller", "__getattribute__", "import_module"})
+
+
+def _called(call: ast.Call) -> str | None:
+    func = call.func
+    return func.id if isinstance(func, ast.Name) else getattr(func, "attr", None)
 
 
 def _computed_lookup(node: ast.AST) -> str | None:
