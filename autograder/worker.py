@@ -54,6 +54,9 @@ def main() -> None:
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 1)  # library prints must not corrupt the protocol
     _not_dumpable()
+    if os.environ.get("AUTOGRADER_SANDBOX") == "1":  # the sandbox's own tmpfs folders
+        for folder in ("/dev/shm", "/dev"):  # no place where one child leaves files for the next
+            os.chmod(folder, 0o555)
     import safetensors.torch  # noqa: F401 - imported before any confinement
     import torch
 
@@ -200,6 +203,7 @@ def _fork_and_wait(job: dict, index: int | None, excluded: dict, state: dict,
         for fd in (*fds, progress):
             os.fchown(fd, job["uid"], job["uid"])
     os.chmod(out, 0o500)  # nothing new appears beside the outputs while it runs
+    os.chmod(work.parent, 0o555)  # nor beside its working directory
     sys.stdout.flush()
     pid = os.fork()
     if pid == 0:  # grandchild: never returns
@@ -217,6 +221,7 @@ def _fork_and_wait(job: dict, index: int | None, excluded: dict, state: dict,
         state["progress"] = _read_progress(progress)
         os.close(progress)
         os.chmod(out, 0o700)
+        os.chmod(work.parent, 0o755)
         os.unlink(out / PROGRESS)
         for name in _outputs(index):
             os.chmod(out / name, 0o400, follow_symlinks=False)

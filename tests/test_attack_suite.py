@@ -142,6 +142,24 @@ def test_attack_is_real_outside_the_grader(attack, tmp_path):
     assert expected <= found, f"{attack} did not do what it tests outside the grader: {found}"
 
 
+def test_nothing_is_left_for_the_next_submission(grader, tmp_path):
+    """After leave_files_for_the_next.py, the next child finds no file it left."""
+    submission = tmp_path / "01_attention.py"
+    submission.write_text(_others("01_attention", {"softmax"}) + (ATTACKS / "leave_files_for_the_next.py")
+                          .read_text())
+    grader.grade(submission)
+    probe = tmp_path / "probe" / "01_attention.py"
+    probe.parent.mkdir()
+    probe.write_text(_others("01_attention", {"softmax"}) + (
+        "import glob\n\n\ndef softmax(x, dim=-1):\n"
+        "    found = [p for f in ('/tmp', '/dev/shm', '/dev', '..', '/x/in', '/x/out')\n"
+        "             for p in glob.glob(f + '/**/left-for-the-next', recursive=True)]\n"
+        "    raise RuntimeError(f'FOUND {found}')\n"))
+    result = grader.grade(probe)
+    softmax = next(t for t in result["tests"] if t["name"].startswith("softmax"))
+    assert "FOUND []" in softmax["output"], softmax["output"]
+
+
 def test_without_the_sandbox_the_grader_refuses_unless_told(monkeypatch):
     from autograder import GradingError
 
