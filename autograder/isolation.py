@@ -32,6 +32,7 @@ import shutil
 import subprocess
 import sys
 import sysconfig
+import time
 from pathlib import Path
 
 SANDBOX_UID = 65534
@@ -207,11 +208,17 @@ class Cgroups:
         return ["/bin/sh", "-c", f'{moves + " && " if moves else ""}exec "$@"', "sh"]
 
     def remove(self) -> None:
+        """Remove the cgroups once the sandbox's last task has left them (it may take a
+        moment after the kill)."""
         for folder in self.paths.values():
-            try:
-                folder.rmdir()
-            except OSError:
-                pass
+            for _ in range(50):
+                try:
+                    folder.rmdir()
+                    break
+                except FileNotFoundError:
+                    break
+                except OSError:  # busy: tasks still exiting
+                    time.sleep(0.02)
         self.paths.clear()
 
 
