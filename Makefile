@@ -33,7 +33,7 @@ LAB_ARGS ?=
 lab: setup
 	$(PY) scripts/lab.py notebooks $(if $(PORT),--port $(PORT)) $(LAB_ARGS)
 
-test: setup book-deps
+test: setup book-deps bubblewrap
 	$(PY) -m ruff check .
 	$(PY) -m transformer_course.release --check
 	$(PY) -m pytest -n 2 --dist loadscope
@@ -82,12 +82,21 @@ chromium: setup
 	  $$sudo apt-get install -y chromium || { $$sudo apt-get update && $$sudo apt-get install -y chromium; }; }
 	@browser=$$($(PY) scripts/browser.py) && echo "browser for the tests: $$browser"
 
+# The grader runs student code only inside bubblewrap (autograder/README.md, "Isolation").
+# Not installed and apt-get present: Debian's bubblewrap (apt-get update only when the
+# package lists cannot provide it; sudo when not root). Otherwise stop and say what to install.
+bubblewrap:
+	@command -v bwrap >/dev/null || ! command -v apt-get >/dev/null || { \
+	  export DEBIAN_FRONTEND=noninteractive; sudo=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$sudo apt-get install -y bubblewrap || { $$sudo apt-get update && $$sudo apt-get install -y bubblewrap; }; }
+	@command -v bwrap >/dev/null || { echo "install bubblewrap (bwrap): the grader's sandbox" >&2; exit 1; }
+
 # Grade a class: SUBMISSIONS/<student>/<chapter id>.ipynb -> OUT (grades.csv, feedback).
 SUBMISSIONS ?= submissions
 OUT ?= grades
 JOBS ?= 2
-.PHONY: grade
-grade: setup
+.PHONY: grade bubblewrap
+grade: setup bubblewrap
 	$(PY) -m autograder batch $(SUBMISSIONS) --out $(OUT) --jobs $(JOBS)
 
 # The student edition: the course without the solutions of the chapters that

@@ -5,6 +5,10 @@ training loops, plots and prints never run while grading. Each notebook cell (or
 ``# %%`` section of a ``.py`` file) is parsed on its own: a syntax error costs only
 what that cell defines. Cells run in order, so a later definition overrides an earlier
 one, as in a kernel.
+
+Hostile files cost only their own grade: a notebook nested too deeply for the JSON
+parser, a cell nested too deeply to compile, or one that exhausts memory while parsing is
+a :class:`SubmissionError` or a cell with an error, never an exception out of here.
 """
 
 from __future__ import annotations
@@ -66,6 +70,15 @@ class Program:
         return {"cells": [{"label": c.label, "source": c.source, "keep": c.keep}
                           for c in self.cells if c.error is None and c.keep]}
 
+    def statements(self) -> list[ast.stmt]:
+        """The kept statements of every cell, in order (what the grader runs)."""
+        found = []
+        for cell in self.cells:
+            if cell.error is None and cell.keep:
+                body = ast.parse(cell.source).body
+                found += [body[i] for i in cell.keep]
+        return found
+
     def broken_cells_mentioning(self, name: str) -> list[Cell]:
         """Cells with a syntax error whose text seems to define ``name``."""
         pattern = re.compile(rf"^\s*(def|class)\s+{re.escape(name)}\b|^\s*{re.escape(name)}\s*=", re.M)
@@ -90,9 +103,12 @@ def read_submission(path: Path) -> Program:
             "submit the notebook file itself"
         ) from None
     known: set[str] = set(dir(builtins))
-    if path.suffix == ".ipynb":
-        return Program([_parse_cell(label, src, known) for label, src in notebook_cells(text, path.name)])
-    return Program([_parse_cell(label, src, known) for label, src in script_sections(text)])
+    try:
+        sections = notebook_cells(text, path.name) if path.suffix == ".ipynb" else script_sections(text)
+        return Program([_parse_cell(label, src, known) for label, src in sections])
+    except (RecursionError, MemoryError) as err:
+        raise SubmissionError(f"{path.name} could not be read ({type(err).__name__}: it is nested "
+                              "too deeply or is too large)") from None
 
 
 def notebook_cells(text: str, name: str = "notebook") -> list[tuple[str, str]]:
@@ -100,6 +116,8 @@ def notebook_cells(text: str, name: str = "notebook") -> list[tuple[str, str]]:
     JupyterLab shows them."""
     try:
         nb = json.loads(text)
+    except RecursionError:
+        raise SubmissionError(f"{name} is not a valid notebook (nested too deeply)") from None
     except json.JSONDecodeError as err:
         raise SubmissionError(
             f"{name} is not a valid notebook (JSON error at line {err.lineno}, column "
@@ -142,6 +160,13 @@ def _parse_cell(label: str, source: str, known: set[str]) -> Cell:
     cell = Cell(label, source)
     try:
         tree = ast.parse(source)
+        try:
+            compile(tree, f"<{label}>", "exec", dont_inherit=True)  # nesting the compiler refuses
+        except (SyntaxError, ValueError):
+            pass  # a statement the worker cannot compile costs only that statement
+    except (RecursionError, MemoryError) as err:
+        cell.error = f"the cell is nested too deeply or is too large to compile ({type(err).__name__})"
+        return cell
     except (SyntaxError, ValueError) as err:
         line = getattr(err, "lineno", None)
         text = (getattr(err, "text", None) or "").strip()

@@ -1,14 +1,24 @@
 """The grading worker: a child process that imports torch once and forks, per job,
 one confined grandchild per exercise.
 
-The worker itself never runs student code. It reads jobs (one JSON line each) on stdin
-and answers JSON lines on a private copy of stdout. For each job it first forks a probe
-that loads the submission cell by cell (a cell that kills the process while loading is
-found and left out), then one grandchild per exercise that disables the chapter's
-reference solutions, loads the submission, runs the cases and writes the outputs as
-safetensors plus a JSON status. The worker enforces the per-exercise wall-clock timeout,
-kills the grandchild (and, under a separate uid, everything it left behind) and moves
-finished output files out of reach of the next grandchild.
+The worker itself never runs student code; normally it runs inside the bubblewrap
+sandbox (:mod:`autograder.isolation`), on the judge-free view of the package
+(:mod:`autograder.view`). It reads jobs (one JSON line each) on stdin and answers JSON
+lines on a private copy of stdout. For each job it first forks a probe that loads the
+submission cell by cell (a cell that kills the process while loading is found and left
+out), then one grandchild per exercise that disables the chapter's reference solutions,
+loads the submission, runs the cases and writes the outputs as safetensors plus a JSON
+status.
+
+A grandchild never names a file the worker later reads: the worker creates its output
+and progress files itself (``O_CREAT | O_EXCL | O_NOFOLLOW``) and hands over only the
+open descriptors, with ``/dev/null`` as stdin, stdout and stderr and every other
+inherited descriptor closed; while it runs, the output folder is read-only and finished
+files are ``0400`` (the seccomp filter refuses ``chmod``). Its working directory is
+fresh and is wiped after it. The worker is not dumpable, so a grandchild cannot reach
+its ``/proc`` entries (its stdin, its memory), and the filter lets a grandchild signal
+only itself. The worker enforces the per-exercise wall-clock timeout and kills the
+grandchild (and, under a separate uid, everything it left behind).
 
 Run with ``python -I -m autograder.worker``; the parent drives it through
 :mod:`autograder.client`.
@@ -35,22 +45,28 @@ PREIMPORT = frozenset({
     "unicodedata", "copy", "heapq", "statistics", "abc", "enum", "warnings", "einops",
     "time", "pathlib", "operator", "__future__",
 })
-PROGRESS = "progress.txt"
+PROGRESS = "progress"
+_CREATE = os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 def main() -> None:
     proto = os.fdopen(os.dup(1), "w", buffering=1)
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 1)  # library prints must not corrupt the protocol
+    _not_dumpable()
+    if os.environ.get("AUTOGRADER_SANDBOX") == "1":  # the sandbox's own tmpfs folders
+        for folder in ("/dev/shm", "/dev"):  # no place where one child leaves files for the next
+            os.chmod(folder, 0o555)
     import safetensors.torch  # noqa: F401 - imported before any confinement
     import torch
 
     torch.set_num_threads(1)
+    from autograder import seccomp
     from transformer_course.checks import registry, running
 
-    registry.exercises()  # imports every chapter's checks and references
+    registry.exercises()  # imports every chapter's checks (judge-free in the sandbox)
     state = {"running": running}
-    proto.write(json.dumps({"ready": True}) + "\n")
+    proto.write(json.dumps({"ready": True, "inside": _inside(seccomp)}) + "\n")
     for line in sys.stdin:
         if not line.strip():
             continue
@@ -62,8 +78,36 @@ def main() -> None:
         proto.write(json.dumps({"done": True}) + "\n")
 
 
+def _not_dumpable() -> None:
+    """No ptrace-level access to this process (its /proc fds and memory) for a grandchild."""
+    import ctypes
+
+    ctypes.CDLL(None).prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE, 0
+
+
+def _inside(seccomp) -> dict:
+    """What the worker sees of its confinement (the client records it)."""
+    import socket
+
+    try:
+        interfaces = [name for _, name in socket.if_nameindex()]
+    except OSError:
+        interfaces = []
+    with open("/proc/self/status") as f:
+        status = dict(line.split(":", 1) for line in f if ":" in line)
+    return {"uid": os.getuid(), "pid": os.getpid(), "interfaces": interfaces,
+            "capabilities": status.get("CapEff", "").strip(),
+            "dumpable": _dumpable(), "seccomp_supported": seccomp.supported()}
+
+
+def _dumpable() -> bool:
+    import ctypes
+
+    return bool(ctypes.CDLL(None).prctl(3, 0, 0, 0, 0))  # PR_GET_DUMPABLE
+
+
 def _handle(job: dict, proto, state: dict) -> None:
-    work = Path(job["work"])
+    out = Path(job["out"])
     _preimport(job.get("imports", []))
     job["compiled"] = _compile(job["cells"])  # once per job; every grandchild runs it
     excluded: dict[str, str] = {}
@@ -72,24 +116,20 @@ def _handle(job: dict, proto, state: dict) -> None:
         status, detail = _fork_and_wait(job, None, excluded, state, job["load_timeout"])
         if status == "ok":
             break
-        culprit = _read_progress(work)
+        culprit = state.pop("progress", None)
         if culprit is None or culprit in excluded:
             excluded["*"] = detail
             break
         excluded[culprit] = detail
     proto.write(json.dumps({"probe": {"excluded": excluded}}) + "\n")
-    _secure(work, Path(job["dir"]), ["probe.json"])
     for index, exercise in enumerate(job["exercises"]):
         if "*" in excluded:
             status, detail = "load", excluded["*"]
         else:
-            for stale in (f"ex{index}.json", f"ex{index}.safetensors"):
-                _remove(work / stale)
             status, detail = _fork_and_wait(job, index, excluded, state, exercise["timeout"])
-            if status == "ok" and not (work / f"ex{index}.json").is_file():
+            if status == "ok" and not os.lstat(out / f"ex{index}.json").st_size:
                 status, detail = "exit", ("the process ended before reporting a result "
                                           "(os._exit or sys.exit in your code?)")
-        _secure(work, Path(job["dir"]), [f"ex{index}.json", f"ex{index}.safetensors"])
         proto.write(json.dumps({"exercise": index, "status": status, "detail": detail}) + "\n")
 
 
@@ -107,29 +147,38 @@ def _preimport(modules: list[str]) -> None:
                 pass
 
 
-def _remove(path: Path) -> None:
+def _outputs(index: int | None) -> list[str]:
+    return ["probe.json"] if index is None else [f"ex{index}.json", f"ex{index}.safetensors"]
+
+
+def _wipe(path: Path) -> None:
+    """Remove a folder a grandchild wrote in, whatever modes and links it left (links
+    are removed, never followed)."""
     try:
-        path.unlink()
+        os.chmod(path, 0o700, follow_symlinks=False)
+        entries = list(os.scandir(path))
     except FileNotFoundError:
+        return
+    except OSError:
+        entries = []
+    for entry in entries:
+        if entry.is_dir(follow_symlinks=False):
+            _wipe(Path(entry.path))
+        else:
+            try:
+                os.unlink(entry.path)
+            except OSError:
+                pass
+    try:
+        os.rmdir(path)
+    except OSError:
         pass
 
 
-def _secure(work: Path, dest: Path, names: list[str]) -> None:
-    """Move finished outputs out of the work directory (only regular files)."""
-    for name in names:
-        src = work / name
-        try:
-            if src.is_symlink() or not src.is_file():
-                _remove(src)
-                continue
-            os.replace(src, dest / name)
-        except OSError:
-            pass
-
-
-def _read_progress(work: Path) -> str | None:
+def _read_progress(fd: int) -> str | None:
+    """The cell the grandchild was loading, from the worker's own descriptor."""
     try:
-        text = (work / PROGRESS).read_text(errors="replace")[:200].strip()
+        text = os.pread(fd, 200, 0).decode(errors="replace").strip()
     except OSError:
         return None
     return text or None
@@ -138,17 +187,48 @@ def _read_progress(work: Path) -> str | None:
 def _fork_and_wait(job: dict, index: int | None, excluded: dict, state: dict,
                    timeout: float) -> tuple[str, str]:
     """Run a grandchild (the probe when ``index`` is None); return (status, detail)."""
-    work = Path(job["work"])
-    _remove(work / PROGRESS)
+    work, out = Path(job["work"]), Path(job["out"])
+    _wipe(work)
+    os.mkdir(work, 0o700)
+    if job.get("uid") is not None:
+        os.chown(work, job["uid"], job["uid"])
+    for name in (*_outputs(index), PROGRESS):  # an earlier probe's (the worker's own files)
+        try:
+            os.unlink(out / name)
+        except FileNotFoundError:
+            pass
+    fds = [os.open(out / name, _CREATE | os.O_WRONLY, 0o600) for name in _outputs(index)]
+    progress = os.open(out / PROGRESS, _CREATE | os.O_RDWR, 0o600)
+    if job.get("uid") is not None:
+        for fd in (*fds, progress):
+            os.fchown(fd, job["uid"], job["uid"])
+    os.chmod(out, 0o500)  # nothing new appears beside the outputs while it runs
+    os.chmod(work.parent, 0o555)  # nor beside its working directory
     sys.stdout.flush()
     pid = os.fork()
     if pid == 0:  # grandchild: never returns
         code = 0
         try:
-            _grandchild(job, index, excluded, state, timeout)
+            _grandchild(job, index, excluded, state, timeout, [*fds, progress])
         except BaseException:
             code = 70
         os._exit(code)
+    for fd in fds:
+        os.close(fd)
+    try:
+        return _wait(job, pid, timeout)
+    finally:
+        state["progress"] = _read_progress(progress)
+        os.close(progress)
+        os.chmod(out, 0o700)
+        os.chmod(work.parent, 0o755)
+        os.unlink(out / PROGRESS)
+        for name in _outputs(index):
+            os.chmod(out / name, 0o400, follow_symlinks=False)
+        _wipe(work)
+
+
+def _wait(job: dict, pid: int, timeout: float) -> tuple[str, str]:
     uid = job.get("uid")
     start = time.monotonic()
     try:
@@ -215,17 +295,21 @@ def _sweep(uid: int | None) -> None:
 # --------------------------------------------------------------------------- grandchild
 
 
-def _grandchild(job: dict, index: int | None, excluded: dict, state: dict, timeout: float) -> None:
+def _grandchild(job: dict, index: int | None, excluded: dict, state: dict, timeout: float,
+                fds: list[int]) -> None:
     os.setpgid(0, 0)
     work = job["work"]
-    out = os.open(os.path.join(work, "output.txt"), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-    for fd in (1, 2):
-        os.dup2(out, fd)
-    os.close(out)
-    os.closerange(3, 1024)  # the protocol pipe and anything else the worker holds
+    null = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):  # never the worker's job pipe
+        os.dup2(null, fd)
+    kept = []
+    for number, fd in enumerate(fds):  # the worker's descriptors, at 3, 4, ...
+        os.dup2(fd, 3 + number, inheritable=False)
+        kept.append(3 + number)
+    os.closerange(3 + len(fds), 1 << 16)  # the protocol pipe and anything else
+    *outputs, progress = kept
     os.chdir(work)
     from safetensors import safe_open
-    from safetensors.torch import save_file
     from torch import Tensor
 
     from autograder import sandbox
@@ -236,26 +320,33 @@ def _grandchild(job: dict, index: int | None, excluded: dict, state: dict, timeo
         from transformer_course.tensor_tree import unflatten
 
         prefix = f"e{index}/"
-        with safe_open(os.path.join(job["dir"], "inputs.safetensors"), "pt") as f:
+        with safe_open(job["inputs"], "pt") as f:
             tensors = {k: f.get_tensor(k) for k in f.keys() if k.startswith(prefix)}
         cases = [(unflatten(c["args"], tensors), c["limit"]) for c in exercise["cases"]]
         del tensors
+    from safetensors.torch import save
+
+    from autograder import seccomp
+
     sandbox.set_limits(timeout, job["memory_bytes"], job["file_bytes"], job.get("uid"))
     if index is not None:
         for module_name, qualname in exercise["disable"]:
             sandbox.disable_reference(module_name, qualname)
-    sandbox.install_audit_hook(work, sandbox.protected_paths(job["chapter"]))
+    protected = tuple(job["protected"])
+    if seccomp.supported():
+        seccomp.install()  # before the audit hook, which refuses ctypes
+    filtered = seccomp.active()
+    sandbox.install_audit_hook(work, protected)
     linecache.clearcache()
-    write_json = json.dumps
-    module, problems = _load(job["compiled"], excluded, work)
+    write_json, write = json.dumps, _write_all
+    module, problems = _load(job["compiled"], excluded, work, progress)
     if index is None:  # the probe reports what failed to load; every grandchild sees the same
-        with open("probe.json", "w") as f:
-            f.write(write_json({"problems": problems}))
+        write(outputs[0], write_json({"problems": problems, "seccomp": filtered}).encode())
         return
     running = state["running"]
     from transformer_course.checks.registry import get
 
-    report: dict = {"cases": []}
+    report: dict = {"cases": [], "seccomp": filtered}
     obj = getattr(module, exercise["name"], None)
     if obj is None:
         report["missing"] = True
@@ -269,9 +360,14 @@ def _grandchild(job: dict, index: int | None, excluded: dict, state: dict, timeo
             report["cases"].append(entry)
             if entry.get("not_implemented") or entry.get("reference"):
                 break  # every remaining case fails the same way
-        save_file(saved, f"ex{index}.safetensors")
-    with open(f"ex{index}.json", "w") as f:
-        f.write(write_json(report))
+        write(outputs[1], save(saved))
+    write(outputs[0], write_json(report).encode())
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
 
 
 def _run_case(running, spec, obj, args, limit: int, sandbox) -> dict:
@@ -340,20 +436,19 @@ def _compile(cells: list[dict]) -> list[tuple[str, list]]:
             try:
                 codes.append((node.lineno, compile(ast.Module(body=[node], type_ignores=[]),
                                                    filename, "exec")))
-            except (SyntaxError, ValueError) as err:  # e.g. 'return' outside a function
+            except (SyntaxError, ValueError, RecursionError, MemoryError) as err:  # top-level return
                 codes.append((node.lineno, f"SyntaxError: {err}"))
         compiled.append((cell["label"], codes))
     return compiled
 
 
-def _load(compiled: list, excluded: dict, work: str):
+def _load(compiled: list, excluded: dict, work: str, progress: int):
     """Execute the kept statements cell by cell into a fresh module."""
     module = types.ModuleType("submission")
     module.__dict__["__builtins__"] = builtins
     module.__file__ = os.path.join(work, "submission.py")
     sys.modules["submission"] = module
     problems = []
-    progress = os.open(PROGRESS, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     for label, codes in compiled:
         if label in excluded:
             continue
@@ -370,7 +465,6 @@ def _load(compiled: list, excluded: dict, work: str):
                 detail = "called sys.exit()" if isinstance(err, SystemExit) else (
                     f"{type(err).__name__}: {err}")
                 problems.append({"cell": label, "line": line, "error": detail[:500]})
-    os.close(progress)
     return module, problems
 
 

@@ -40,6 +40,16 @@ def grader():
         yield g
 
 
+@pytest.fixture(scope="module")
+def unsandboxed_grader():
+    """Explicitly without the sandbox: the catalogued mistakes' code lives in the check
+    modules, which the sandbox's judge-free view leaves out, so only here can a
+    submission hand a mistake's code over as its own. This tests judging, not confinement
+    (tests/test_attack_suite.py tests that)."""
+    with Grader(Limits(timeout_floor=10.0, load_timeout=10.0), unsafe_no_sandbox=True) as g:
+        yield g
+
+
 def _by_exercise(result: dict) -> dict[str, dict]:
     return {t["name"].split(": ")[0]: t for t in result["tests"]}
 
@@ -249,7 +259,8 @@ def _referenced(obj):
 
 @pytest.mark.parametrize("exercise, index", MUTANTS,
                          ids=[f"{e.name}-{e.mistakes[i].name}" for e, i in MUTANTS])
-def test_mistake_loses_points_on_its_own_exercise_only(grader, tmp_path, exercise, index):
+def test_mistake_loses_points_on_its_own_exercise_only(unsandboxed_grader, tmp_path, exercise, index):
+    grader = unsandboxed_grader
     mistake = exercise.mistakes[index]
     swap = (f"\n\nfrom transformer_course.checks import registry as _registry\n"
             f"{exercise.name} = _registry._EXERCISES[{exercise.name!r}].mistakes[{index}].impl\n")

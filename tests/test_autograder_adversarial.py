@@ -135,3 +135,43 @@ def test_grader_still_works_after_the_attacks(grader, tmp_path):
     submission.write_text(_reference_source(set()))
     result = grader.grade(submission)
     assert result["score"] == result["max_score"] == 6
+
+
+@pytest.mark.parametrize("content, suffix, message", [
+    ('{"cells": ' + "[" * 100_000 + "]" * 100_000 + "}", ".ipynb", "nested too deeply"),
+    ("x = " + "(" * 100_000 + ")" * 100_000 + "\n", ".py", "too many nested parentheses|nested too deeply"),
+    ("def softmax(x, dim=-1):\n    return " + "-" * 200_000 + "x\n", ".py", "nested too deeply"),
+], ids=["nested-notebook-json", "nested-parentheses", "nested-unary-operators"])
+def test_hostile_files_become_a_failed_result(grader, tmp_path, content, suffix, message):
+    submission = tmp_path / f"{CHAPTER}{suffix}"
+    submission.write_text(content)
+    result = grader.grade(submission)
+    assert result["score"] == 0 and result["max_score"] == 6
+    assert re.search(message, json.dumps(result)), result["output"]
+
+
+def test_child_reports_are_schema_checked():
+    from autograder.wire import check_probe, check_report
+
+    report = check_report({"cases": [{"forbidden": ["F.softmax"], "error": "x" * 5000,
+                                      "not_implemented": "yes"}], "missing": 1, "seccomp": True})
+    assert report == {"cases": [{"forbidden": ["F.softmax"], "error": "x" * 2000}],
+                      "missing": False, "seccomp": True}
+    for bad in ([], {"cases": {}}, {"cases": [5]}, {"cases": [{"forbidden": {"a": 1}}]},
+                {"cases": [{"error": ["x"]}]}, {"cases": [{"reference": 5}]}):
+        with pytest.raises(ValueError):
+            check_report(bad)
+    with pytest.raises(ValueError):
+        check_probe({"problems": [{"cell": "cell 1", "line": "1", "error": "x"}]})
+
+
+def test_child_files_are_read_without_links_and_with_a_size_cap(tmp_path):
+    from autograder.wire import load_json
+
+    (tmp_path / "big.json").write_text("[" + "1," * 600_000 + "1]")
+    (tmp_path / "link.json").symlink_to("/etc/hostname")
+    os.mkfifo(tmp_path / "fifo.json")
+    (tmp_path / "deep.json").write_text("[" * 100_000 + "]" * 100_000)
+    for name in ("big.json", "link.json", "fifo.json", "deep.json"):
+        with pytest.raises((OSError, ValueError)):
+            load_json(tmp_path / name)

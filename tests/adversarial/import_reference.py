@@ -1,6 +1,6 @@
 # ruff: noqa
 # attacked: softmax attention_scores causal_mask
-# message: reference solution
+# message: reference solution|'NoneType' object is not callable
 from transformer_course.attention import softmax  # noqa: F401 - the graded object itself
 
 

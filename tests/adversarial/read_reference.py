@@ -1,6 +1,6 @@
 # ruff: noqa
 # attacked: softmax attention_scores
-# message: does not let submissions open|could not get source code
+# message: does not let submissions open|could not get source code|computed name
 import inspect
 import os
 
