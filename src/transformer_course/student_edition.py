@@ -28,6 +28,7 @@ import argparse
 import ast
 import base64
 import hashlib
+import json
 import re
 import shutil
 import sys
@@ -287,6 +288,9 @@ def build(root: Path, out: Path, config: ReleaseConfig) -> Path:
     for path in sorted((staging / "checks").glob("ch[0-9][0-9]_*.py")):
         path.write_text(student_checks(path.read_text()))
     _store_check_data(staging / "checks" / "stored")
+    # transformer_course.mine finds a released reference by its module (no reference here).
+    (staging / "checks" / "stored" / "modules.json").write_text(json.dumps(
+        {name: module for module, names in graded.items() for name in names}, indent=1, sort_keys=True) + "\n")
     project = _project()
     shutil.rmtree(out / "dist", ignore_errors=True)
     wheel = write_wheel(
