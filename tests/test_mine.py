@@ -59,7 +59,8 @@ class MultiHeadAttention(nn.Module):
         self.attn_weights = None
 
     def forward(self, query, key, value, mask=None):
-        q, k, v = (_project(w, x, self.n_heads) for w, x in ((self.w_q, query), (self.w_k, key), (self.w_v, value)))
+        pairs = ((self.w_q, query), (self.w_k, key), (self.w_v, value))
+        q, k, v = (_project(w, x, self.n_heads) for w, x in pairs)
         if mask is not None and mask.dim() == 3:
             mask = mask.unsqueeze(HEAD_AXIS)
         out, weights = attend(q, k, v, mask)
@@ -113,7 +114,8 @@ def test_later_chapter_gets_the_kept_version_and_says_so(folder, tmp_path, capsy
     monkey_fresh_kernel()
     layer_class = mine.MultiHeadAttention
     out = capsys.readouterr().out
-    assert f"MultiHeadAttention: yours (chapter 2, passed {workspace.header(folder / 'MultiHeadAttention.py')[1]};" in out
+    passed_on = workspace.header(folder / "MultiHeadAttention.py")[1]
+    assert f"MultiHeadAttention: yours (chapter 2, passed {passed_on};" in out
     assert layer_class is not multi_head.MultiHeadAttention and mine.is_yours(layer_class(8, 2))
     assert layer_class.__module__ == "transformer_course.mine.MultiHeadAttention"
     assert mine.MultiHeadAttention is layer_class  # resolved once per kernel
@@ -150,7 +152,8 @@ def test_kept_version_that_no_longer_passes_stops_with_what_to_do(folder, tmp_pa
     with pytest.raises(mine.KeptCodeFails) as failure:
         from transformer_course.mine import MultiHeadAttention  # noqa: F401
     message = str(failure.value)
-    assert message.startswith(f"MultiHeadAttention: your kept code in {kept} no longer passes check(MultiHeadAttention)")
+    assert message.startswith(
+        f"MultiHeadAttention: your kept code in {kept} no longer passes check(MultiHeadAttention)")
     assert "02_multi_head_attention.ipynb" in message and f"delete {kept}" in message
     assert "MultiHeadAttention" not in mine._TAKEN  # not handed out, and no fallback
 
@@ -159,7 +162,8 @@ def test_kept_file_that_does_not_import_names_the_error(folder, tmp_path):
     assert check(notebook(tmp_path, STUDENT).split_heads).passed
     (folder / "split_heads.py").write_text("def split_heads(x, n_heads)\n    return x\n")
     monkey_fresh_kernel()
-    with pytest.raises(mine.KeptCodeFails, match=r"split_heads: your kept code in .* no longer imports \(SyntaxError"):
+    no_import = r"split_heads: your kept code in .* no longer imports \(SyntaxError"
+    with pytest.raises(mine.KeptCodeFails, match=no_import):
         mine.take("split_heads")
 
 

@@ -85,8 +85,8 @@ def _reference(exercise: Exercise) -> tuple[Any, str]:
         raise NotPassedYet(
             f"{name} is an exercise of chapter {number}, which this chapter builds on. Finish it in "
             f"{exercise.chapter}.ipynb and run check({name}) there: a passing check keeps your code "
-            f"in {workspace.shown(workspace.folder())}/ for the chapters after it. (Or wait until your instructor "
-            f"releases chapter {number}'s solution.)"
+            f"in {workspace.shown(workspace.folder())}/ for the chapters after it. (Or wait until "
+            f"your instructor releases chapter {number}'s solution.)"
         )
     if not workspace.enabled():
         why = "the workspace is off here"

@@ -289,8 +289,8 @@ def build(root: Path, out: Path, config: ReleaseConfig) -> Path:
         path.write_text(student_checks(path.read_text()))
     _store_check_data(staging / "checks" / "stored")
     # transformer_course.mine finds a released reference by its module (no reference here).
-    (staging / "checks" / "stored" / "modules.json").write_text(json.dumps(
-        {name: module for module, names in graded.items() for name in names}, indent=1, sort_keys=True) + "\n")
+    homes = {name: module for module, names in graded.items() for name in names}
+    (staging / "checks" / "stored" / "modules.json").write_text(json.dumps(homes, indent=1) + "\n")
     project = _project()
     shutil.rmtree(out / "dist", ignore_errors=True)
     wheel = write_wheel(
