@@ -81,7 +81,7 @@ def _kept(exercise: Exercise) -> tuple[Any, str]:
 def _reference(exercise: Exercise) -> tuple[Any, str]:
     name, number = exercise.name, _chapter_number(exercise.chapter)
     module = importlib.import_module(_reference_module(exercise))
-    if name in vars(module).get("__unreleased__", {}):  # student edition, not released
+    if not has_reference(name):
         raise NotPassedYet(
             f"{name} is an exercise of chapter {number}, which this chapter builds on. Finish it in "
             f"{exercise.chapter}.ipynb and run check({name}) there: a passing check keeps your code "
@@ -93,6 +93,13 @@ def _reference(exercise: Exercise) -> tuple[Any, str]:
     else:
         why = f"chapter {number} not passed yet here"
     return getattr(module, name), f"{name}: the course's reference ({why})"
+
+
+def has_reference(name: str) -> bool:
+    """Whether this edition holds the course's reference of exercise ``name`` (the
+    instructor edition always; the student edition once its chapter is released)."""
+    module = importlib.import_module(_reference_module(get(name)))
+    return name not in vars(module).get("__unreleased__", {})
 
 
 def take(name: str) -> Any:
