@@ -104,7 +104,7 @@ def keep(obj: Any, name: str, chapter: str) -> Path:
         f"# with `from transformer_course.mine import {name}`. Run check() again to replace it;",
         "# delete this file to stop using it.",
         "",
-        *sorted(imports.values()),
+        *sorted(imports.values(), key=lambda line: (line.split()[1], line)),  # by module
         "",
         *constants.values(),
         "",
