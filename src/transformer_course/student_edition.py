@@ -268,7 +268,10 @@ def write_readme(root: Path, out: Path, wheel: Path, config: ReleaseConfig) -> N
         + extra
         + "jupyter lab notebooks/\n```\n\n"
         "Each chapter's notebook asks you to write its exercises; `check(your_function)` "
-        "tells you at once whether it is right, and what a likely mistake is when it is not.\n"
+        "tells you at once whether it is right, and what a likely mistake is when it is not.\n\n"
+        "A passing check keeps your code in `notebooks/mine/` (plain Python files: read them, "
+        "commit them). Later chapters import their building blocks from there "
+        "(`from transformer_course.mine import MultiHeadAttention`) and say whose code they run.\n"
     )
 
 
