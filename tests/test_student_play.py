@@ -39,6 +39,9 @@ PROBE = "# probe added by the test"
 # masks with the course's padding_mask, a stub in the student edition, until they take
 # the student's blocks.
 DATES_USE_THE_REFERENCE = ["NotImplementedError", "padding_mask: your code here"]
+# check(generate) runs the student's generate on a model built from the course's GPT, a
+# stub in the student edition until chapter 6 is released.
+GENERATE_RUNS_THE_REFERENCE = "FAIL generate: not implemented yet"
 YOURS = re.compile(r"^(\w+): yours \(chapter (\d+), passed \d{4}-\d\d-\d\d; mine/(\w+)\.py\)$")
 
 
@@ -132,17 +135,25 @@ def test_student_plays_chapters_on_their_own_code(student, tmp_path):
     python, notebooks = student
     folder = tmp_path / "course"  # the student's copy of the course: notebooks, then mine/
     shutil.copytree(notebooks, folder)
-    waits = None
+    waits = []
     for number, chapter in enumerate(PLAYED, start=1):
         notebook = folder / f"{chapter}.ipynb"
         marks = solve(notebook, chapter)
         ran = play(python, notebook)
         if chapter == "05_decoder" and ran["stopped"] == DATES_USE_THE_REFERENCE:
-            waits = ran["stopped"]
+            waits.append(f"chapter 5 stops in dates.make_batch, which calls the course's padding_mask "
+                         f"instead of the student's ({ran['stopped']})")
             continue
         assert ran["stopped"] is None, (chapter, ran["stopped"])
         assert ran["checks"], chapter
-        assert all(c.startswith("PASS") for c in ran["checks"]), [c for c in ran["checks"] if c[:4] != "PASS"]
+        failing = [c for c in ran["checks"] if not c.startswith("PASS")]
+        known = failing and all(c.startswith(GENERATE_RUNS_THE_REFERENCE) for c in failing)
+        if chapter == "06_llm" and known:
+            waits.append("check(generate) builds its model from the course's GPT, which the student "
+                         "edition does not hold before chapter 6 is released")
+            del marks["generate"]
+            failing = []
+        assert not failing, failing
         for name, line in marks.items():  # kept, and kept as the student wrote it
             assert line in (folder / "mine" / f"{name}.py").read_text(), (name, line)
         taken = [line for line in ran["imports"].splitlines() if ": " in line]
@@ -155,9 +166,8 @@ def test_student_plays_chapters_on_their_own_code(student, tmp_path):
         if chapter == "04_encoder" and minilm.is_available():
             assert_minilm_matches_the_reference(python, folder)
     assert_broken_kept_code_stops_clearly(python, folder)
-    if waits:
-        pytest.xfail(f"chapter 5 stops in dates.make_batch, which calls the course's padding_mask "
-                     f"instead of the student's ({waits}); chapters 1 to 4 and 6 passed")
+    if waits:  # everything else above was asserted
+        pytest.xfail("; ".join(waits))
 
 
 def assert_minilm_matches_the_reference(python: Path, folder: Path) -> None:
