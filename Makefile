@@ -58,8 +58,9 @@ NPM_CACHE := book/_vendor/npm
 
 .PHONY: book book-deps chromium
 
+# The book runs the solutions as the course's own: no student workspace (mine/) is kept or read.
 book: setup book-deps
-	@start=$$(date +%s); $(VENV)/bin/jupyter-book build book --all -W --keep-going \
+	@start=$$(date +%s); TRANSFORMER_COURSE_WORKSPACE=off $(VENV)/bin/jupyter-book build book --all -W --keep-going \
 	  && echo "book built in $$(( $$(date +%s) - start )) s: book/_build/html/index.html"
 
 book-deps: $(MATHJAX) chromium
@@ -108,7 +109,7 @@ student-edition: setup
 	$(PY) -m transformer_course.student_edition --out build/student
 
 student-book: setup book-deps
-	@start=$$(date +%s); TRANSFORMER_COURSE_BOOK=student $(VENV)/bin/jupyter-book build book --all -W \
+	@start=$$(date +%s); TRANSFORMER_COURSE_BOOK=student TRANSFORMER_COURSE_WORKSPACE=off $(VENV)/bin/jupyter-book build book --all -W \
 	  --keep-going --path-output $(STUDENT_BOOK) \
 	  && rm -rf $(STUDENT_BOOK)/html && mv $(STUDENT_BOOK)/_build/html $(STUDENT_BOOK)/html \
 	  && rm -rf $(STUDENT_BOOK)/_build \

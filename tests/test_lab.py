@@ -4,8 +4,9 @@ JupyterLab is started the way ``make lab`` starts it (``scripts/lab.py``, so as 
 here it must pass ``--allow-root``), on a free port with a token, in a temporary copy
 of the notebooks. Chromium, driven by Playwright, opens chapter 01, runs all cells,
 types a softmax into the exercise cell, reads the check's verdict and hint, saves, and
-the saved notebook is graded by the autograder. Screenshots are kept in
-``build/test-artifacts/lab/``.
+the saved notebook is graded by the autograder. A second walk passes chapter 02's
+MultiHeadAttention in the page and opens chapter 04, whose import says the encoder runs
+the student's own attention. Screenshots are kept in ``build/test-artifacts/lab/``.
 """
 
 from __future__ import annotations
@@ -24,7 +25,9 @@ from pathlib import Path
 import nbformat
 import pytest
 
+from transformer_course import release
 from transformer_course.checks.ch01_attention import SOFTMAX
+from transformer_course.workspace import WORKSPACE_ENV
 
 pytestmark = pytest.mark.notebook
 
@@ -97,7 +100,7 @@ def jupyterlab(tmp_path, lab):
     shutil.copytree(ROOT / "notebooks", work)
     _settings(tmp_path / "settings")
     env = {
-        **os.environ,
+        **{key: value for key, value in os.environ.items() if key != WORKSPACE_ENV},  # mine/ next to them
         "JUPYTERLAB_SETTINGS_DIR": str(tmp_path / "settings"),
         "JUPYTERLAB_WORKSPACES_DIR": str(tmp_path / "workspaces"),
         "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime"),
@@ -261,6 +264,57 @@ def test_student_edits_runs_checks_and_is_graded_in_jupyterlab(jupyterlab, brows
     assert graded["score"] == pytest.approx(fail_points, abs=1e-3)
     for shot in ("softmax_pass.png", "softmax_hint.png"):
         assert (shots / shot).read_bytes().startswith(b"\x89PNG")
+
+
+def _run_all(page, url: str, path: Path) -> tuple[object, list]:
+    """Open the notebook at ``path`` and Run > Run All Cells: (its cells, their output areas)."""
+    notebook = nbformat.read(path, as_version=4)
+    page.goto(url.replace("/lab?", f"/lab/tree/{path.name}?"))
+    cells = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook .jp-Cell")
+    cells.nth(len(notebook.cells) - 1).wait_for()
+    page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook-ExecutionIndicator[data-status='idle']"
+                 ).wait_for()
+    page.locator(".lm-MenuBar-itemLabel", has_text=re.compile("^Run$")).click()
+    page.locator(".lm-Menu-itemLabel", has_text=re.compile("^Run All Cells$")).click()
+    return cells, [cells.nth(i).locator(".jp-OutputArea") for i in range(len(notebook.cells))]
+
+
+def test_passed_attention_runs_in_the_next_chapters_encoder(jupyterlab, browser, artifacts):
+    """Chapter 02's exercises, written earlier by the student (the course's answers), run
+    in the page: check(MultiHeadAttention) passes and keeps it in mine/. Chapter 04 then
+    says, in its import cell's output, that its encoder's attention is the student's."""
+    url, work = jupyterlab
+    chapter2 = work / "02_multi_head_attention.ipynb"
+    notebook = nbformat.read(chapter2, as_version=4)
+    solution = release.synced_solution(nbformat.read(ROOT / "solutions" / chapter2.name, as_version=4))
+    answers = {c.metadata["reference"]: c.source for c in solution.cells if c.metadata.get("reference")}
+    for cell in notebook.cells:
+        if cell.metadata.get("reference"):
+            cell.source = answers[cell.metadata["reference"]]
+    nbformat.write(notebook, chapter2)
+    check = _cell_index(notebook, "check(MultiHeadAttention)")
+
+    page = browser.new_page(viewport={"width": 1280, "height": 1000})
+    page.set_default_timeout(240_000)
+    cells, outputs = _run_all(page, url, chapter2)
+    outputs[check].get_by_text("Kept in mine/MultiHeadAttention.py").wait_for()
+    assert "PASS" in outputs[check].inner_text()
+    assert (work / "mine" / "MultiHeadAttention.py").is_file()
+
+    chapter4 = nbformat.read(work / "04_encoder.ipynb", as_version=4)
+    imports = _cell_index(chapter4, "import math")
+    cells, outputs = _run_all(page, url, work / "04_encoder.ipynb")
+    outputs[imports].get_by_text("MultiHeadAttention: yours").wait_for()
+    shown = outputs[imports].inner_text()
+    assert re.search(r"MultiHeadAttention: yours \(chapter 2, passed \d{4}-\d\d-\d\d; "
+                     r"mine/MultiHeadAttention\.py\)", shown), shown
+    assert "padding_mask: the course's reference (chapter 1 not passed yet here)" in shown
+    cells.nth(imports).scroll_into_view_if_needed()
+    shots = artifacts / "lab"
+    shots.mkdir(parents=True, exist_ok=True)
+    cells.nth(imports).screenshot(path=shots / "encoder_runs_yours.png")
+    page.close()
+    assert (shots / "encoder_runs_yours.png").read_bytes().startswith(b"\x89PNG")
 
 
 def test_lab_command_allows_root_only_for_root(lab, tmp_path):

@@ -362,11 +362,12 @@ def test_notebook_01_runs_with_nothing_released(editions, venvs):
 
 @pytest.mark.notebook
 def test_next_chapter_waits_for_its_building_blocks(editions, venvs):
-    """Chapter 02 uses chapter 01's attention: unreleased, its import cell says which
-    chapter to wait for; released, the notebook runs to its first exercise."""
+    """Chapter 02 uses chapter 01's attention: neither passed nor released, its import
+    cell names the exercise and chapter to finish; released, the notebook runs to its
+    first exercise."""
     notebook = editions["none"].parents[1] / "notebooks" / f"{CHAPTERS[1]}.ipynb"
     waiting = _run_notebook(venvs["none"], notebook)
-    stopped = re.search(r"STOPPED NotReleasedError \| (\w+) is an exercise of chapter 01_attention",
+    stopped = re.search(r"STOPPED NotPassedYet \| (\w+) is an exercise of chapter 1, which this chapter",
                         waiting.stdout)
     assert stopped and stopped[1] in {e.name for e in exercises("01_attention")}, (
         waiting.stdout[-2000:] + waiting.stderr[-2000:]

@@ -5,11 +5,12 @@ student edition, built by ``python -m transformer_course.student_edition``, hold
 solutions of the released chapters only; in the others each exercise's solution is
 ``raise NotImplementedError(...)``, as in the student notebooks.
 
-A later chapter imports earlier exercises as given building blocks (chapter 04 imports
-``MultiHeadAttention``). In the student edition, importing an exercise whose chapter is
-not released yet, from outside the package, raises :class:`NotReleasedError`, which
-names the chapter to finish or wait for. The package's own modules still import it
-(``encoder.py`` needs ``MultiHeadAttention`` to define ``EncoderLayer``).
+A later chapter takes earlier exercises from :mod:`transformer_course.mine`: the
+student's own passing version, else a released reference, else a clear stop. Importing
+an exercise whose chapter is not released yet straight from its reference module, from
+outside the package, raises :class:`NotReleasedError`, which names the chapter and points
+to ``transformer_course.mine``. The package's own modules still import it (``encoder.py``
+needs ``MultiHeadAttention`` to define ``EncoderLayer``).
 """
 
 from __future__ import annotations
@@ -37,12 +38,11 @@ def edition() -> str:
 
 def not_released_message(name: str, chapter: str) -> str:
     """What a student reads on importing ``name`` of the unreleased ``chapter``."""
-    number = chapter.split("_", 1)[0]
+    number = int(chapter.split("_", 1)[0])
     return (
-        f"{name} is an exercise of chapter {chapter}, whose solution is not released yet, "
-        f"so this chapter cannot use it as a given building block. Finish chapter {number} "
-        f"first; once your instructor releases its solution, install the new student "
-        f"edition (pip install the new wheel) and this import works."
+        f"{name} is an exercise of chapter {chapter}, whose solution is not released yet. "
+        f"Import your own instead: finish it in chapter {number} ({chapter}.ipynb), where a "
+        f"passing check({name}) keeps it, then `from transformer_course.mine import {name}`."
     )
 
 

@@ -28,6 +28,7 @@ import argparse
 import ast
 import base64
 import hashlib
+import json
 import re
 import shutil
 import sys
@@ -267,7 +268,10 @@ def write_readme(root: Path, out: Path, wheel: Path, config: ReleaseConfig) -> N
         + extra
         + "jupyter lab notebooks/\n```\n\n"
         "Each chapter's notebook asks you to write its exercises; `check(your_function)` "
-        "tells you at once whether it is right, and what a likely mistake is when it is not.\n"
+        "tells you at once whether it is right, and what a likely mistake is when it is not.\n\n"
+        "A passing check keeps your code in `notebooks/mine/` (plain Python files: read them, "
+        "commit them). Later chapters import their building blocks from there "
+        "(`from transformer_course.mine import MultiHeadAttention`) and say whose code they run.\n"
     )
 
 
@@ -287,6 +291,9 @@ def build(root: Path, out: Path, config: ReleaseConfig) -> Path:
     for path in sorted((staging / "checks").glob("ch[0-9][0-9]_*.py")):
         path.write_text(student_checks(path.read_text()))
     _store_check_data(staging / "checks" / "stored")
+    # transformer_course.mine finds a released reference by its module (no reference here).
+    homes = {name: module for module, names in graded.items() for name in names}
+    (staging / "checks" / "stored" / "modules.json").write_text(json.dumps(homes, indent=1) + "\n")
     project = _project()
     shutil.rmtree(out / "dist", ignore_errors=True)
     wheel = write_wheel(

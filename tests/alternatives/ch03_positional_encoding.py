@@ -60,6 +60,8 @@ class LearnedPositionalEmbeddingParameter(nn.Module):
         self.embedding = nn.Embedding(max_len, d_model)
 
     def forward(self, x):
+        if x.size(1) > self.embedding.num_embeddings:
+            raise ValueError(f"{x.size(1)} positions, only {self.embedding.num_embeddings} learned")
         return x + self.embedding.weight[: x.size(1)]
 
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from transformer_course import workspace
+from transformer_course.checks.exercise import Exercise
 from transformer_course.checks.judging import judge
 from transformer_course.checks.prepare import mistake_run, reference_run
 from transformer_course.checks.registry import exercises, get
@@ -46,4 +48,20 @@ def check(obj: Any, name: str | None = None) -> CheckResult:
         if outcome.not_implemented:
             break  # a stub fails every case the same way; no need to run the rest
     outcomes += [outcomes[-1]] * (len(cases) - len(outcomes))
-    return judge(exercise, cases, outcomes, data, lambda: mistake_run(exercise, VISIBLE_SEED))
+    result = judge(exercise, cases, outcomes, data, lambda: mistake_run(exercise, VISIBLE_SEED))
+    if result.passed:
+        _keep(obj, exercise, result)
+    return result
+
+
+def _keep(obj: Any, exercise: Exercise, result: CheckResult) -> None:
+    """Keep a passing implementation of the student's in their workspace; the course's
+    own objects (references, kept files being checked again) are never kept."""
+    if not workspace.enabled() or getattr(obj, "__module__", "").startswith("transformer_course"):
+        return
+    try:
+        path = workspace.keep(obj, exercise.name, exercise.chapter)
+    except workspace.NotKept as err:
+        result.note = f"Not kept for later chapters: {err}."
+    else:
+        result.note = f"Kept in {workspace.shown(path)}: later chapters run this {exercise.name} of yours."
