@@ -416,7 +416,7 @@ def with_hidden_cases(result: dict, visibility: str) -> dict:
             tests.append(test)
             shown, shown_max = shown + test["score"], shown_max + test["max_score"]
             continue
-        hidden = [c for c in exercise.cases if c.name.startswith("hidden: ")]
+        hidden = [c for c in exercise.cases if c.hidden]
         groups = [("visible", [c for c in exercise.cases if c not in hidden]), (visibility, hidden)]
         for seen, cases in groups:
             if not cases:

@@ -22,6 +22,7 @@ from transformer_course.checks import VISIBLE_SEED
 from transformer_course.checks.exercise import Case, Exercise
 from transformer_course.checks.prepare import expected_outputs, mistake_run, reference_run
 from transformer_course.checks.registry import chapters, exercises
+from transformer_course.checks.results import HIDDEN_PREFIX
 from transformer_course.checks.running import execute
 
 HIDDEN_SEED = 1
@@ -85,7 +86,7 @@ def _plan(chapter: str, seed: int) -> list[ExercisePlan]:
             hidden, hidden_data = reference_run(exercise, seed)
             for case, want in zip(hidden, hidden_data, strict=True):
                 if not any(_same_args(case.args, c.args) for c in cases):
-                    cases.append(Case(f"hidden: {case.name}", case.args))
+                    cases.append(Case(HIDDEN_PREFIX + case.name, case.args))
                     data.append(want)
                     seeds.append(seed)
         elapsed = time.perf_counter() - start
@@ -150,7 +151,7 @@ def mistake_outputs(plan: ExercisePlan, seed: int) -> dict[str, list[dict[str, T
     if seed != VISIBLE_SEED:
         hidden = mistake_run(plan.exercise, seed)
         cases, _ = reference_run(plan.exercise, seed)
-        place = {f"hidden: {c.name}": i for i, c in enumerate(cases)}
+        place = {HIDDEN_PREFIX + c.name: i for i, c in enumerate(cases)}
     rows = {}
     for mistake in plan.exercise.mistakes:
         # the visible cases come first, in the visible catalogue's order

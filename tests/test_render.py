@@ -60,8 +60,9 @@ def test_text_of_a_passed_exercise_is_one_line():
 
 
 def test_the_grader_says_its_cases_include_hidden_ones():
-    result = CheckResult("softmax", "01_attention", Status.PASSED, [CaseResult("a", True)] * 5, 1)
-    graded = "softmax: passed all 5 graded cases (visible and hidden)."
+    cases = [CaseResult("a", True)] * 2 + [CaseResult("hidden: a", True)] * 3
+    result = CheckResult("softmax", "01_attention", Status.PASSED, cases, 1)
+    graded = "softmax: passed all 5 graded cases (2 visible, 3 hidden)."
     assert feedback(result) == graded
     assert f"**PASS** {_md(graded)} (1 / 1 point)" == as_markdown(result, graded=True)
     assert escape(graded) in as_html(result, graded=True)

@@ -19,7 +19,8 @@ def _graded() -> dict:
                         1, hints=[Mistake("no max subtraction", "subtract the maximum", None)])
     missing = CheckResult("causal_mask", "01_attention", Status.FAILED,
                           [CaseResult(f"case {i}", False, MISSING) for i in range(3)], 1, note=MISSING)
-    right = CheckResult("padding_mask", "01_attention", Status.PASSED, [CaseResult("a", True)], 1)
+    right = CheckResult("padding_mask", "01_attention", Status.PASSED,
+                        [CaseResult("a", True), CaseResult("hidden: a", True)], 1)
     return build_result(Path("01_attention.ipynb"), "01_attention", "0" * 64, 1, [wrong, missing, right],
                         flags={}, notes=["cell 3 was skipped"], problems=[], seconds=1.0)
 
@@ -39,7 +40,7 @@ def test_reports_render_exercises_with_the_one_renderer():
     for test in result["tests"]:
         assert as_markdown(exercise_result(test), graded=True) in markdown
         assert as_html(exercise_result(test), graded=True) in html
-    assert "graded cases (visible and hidden)" in markdown and "visible cases;" not in markdown
+    assert "passed all 2 graded cases (1 visible, 1 hidden)" in markdown and "visible cases;" not in markdown
     assert "large \\<logits\\>" in markdown and "large &lt;logits&gt;" in html and "<logits>" not in html
     assert "> Note: cell 3 was skipped" in markdown
 

@@ -16,12 +16,15 @@ def headline(result: CheckResult, graded: bool = False) -> str:
 
     ``graded`` is False for a notebook's ``check()``, which runs the visible cases only:
     a pass then says so, because the grader also runs hidden cases and a function can
-    pass the first and fail the second. The grader's feedback passes True: its cases are
-    the visible ones and the hidden ones together.
+    pass the first and fail the second. The grader's feedback passes True: it counts
+    the visible and the hidden cases it ran.
     """
     if result.status == Status.PASSED:
         if graded:
-            return f"{result.exercise}: passed all {len(result.cases)} graded cases (visible and hidden)."
+            hidden = sum(case.hidden for case in result.cases)
+            kinds = ", ".join(f"{n} {kind}" for n, kind in
+                              ((len(result.cases) - hidden, "visible"), (hidden, "hidden")) if n)
+            return f"{result.exercise}: passed all {len(result.cases)} graded cases ({kinds})."
         return (f"{result.exercise}: passed all {len(result.cases)} visible cases; "
                 "the grader also runs hidden ones.")
     if result.status == Status.NOT_IMPLEMENTED:

@@ -33,6 +33,10 @@ class Outcome:
     forbidden: list[str] = field(default_factory=list)
 
 
+# The autograder names its hidden cases ``hidden: <case>``; a notebook's check() has none.
+HIDDEN_PREFIX = "hidden: "
+
+
 @dataclass
 class CaseResult:
     """The verdict on one case: ``message`` says what differs, ``mistake`` names the
@@ -42,6 +46,11 @@ class CaseResult:
     passed: bool
     message: str = ""
     mistake: str | None = None
+
+    @property
+    def hidden(self) -> bool:
+        """True for one of the autograder's hidden cases."""
+        return self.name.startswith(HIDDEN_PREFIX)
 
 
 @dataclass
