@@ -25,6 +25,8 @@ from functools import cache
 
 import regex
 
+from transformer_course.bpe import merge_pair
+
 GPT2_PATTERN = r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
 """GPT-2's pre-tokenizer: contractions, words with their leading space, numbers,
 punctuation runs, and whitespace (the last space before a word stays with the word)."""
@@ -35,20 +37,7 @@ own (so numbers are read digit by digit) and whitespace before a digit kept whol
 the pieces its tokenizer cuts at every digit first would keep it."""
 
 
-def _merge(parts: list, pair: tuple, new) -> list:
-    """Replace every occurrence of ``pair`` in ``parts``, left to right, by ``new``."""
-    out, i = [], 0
-    while i < len(parts):
-        if i + 1 < len(parts) and parts[i] == pair[0] and parts[i + 1] == pair[1]:
-            out.append(new)
-            i += 2
-        else:
-            out.append(parts[i])
-            i += 1
-    return out
-
-
-def _special_splitter(special_tokens: list[str]) -> regex.Pattern | None:
+def special_splitter(special_tokens: list[str]) -> regex.Pattern | None:
     """A pattern that finds special tokens, the longest first where one contains another."""
     if not special_tokens:
         return None
@@ -89,7 +78,7 @@ class Tokenizer:
         for i in sorted(self.vocab):
             self.ids.setdefault(self.vocab[i], i)  # the lowest id wins a duplicate
         self.rank = {pair: n for n, pair in enumerate(self.merges)}
-        self.splitter = _special_splitter(self.special_tokens)
+        self.splitter = special_splitter(self.special_tokens)
         self.pattern = regex.compile(pattern)
         self.cache: dict[str, list[int]] = {}  # text repeats its pieces: encode each once
         ### END SOLUTION
@@ -116,7 +105,7 @@ class Tokenizer:
             pair = min(zip(parts, parts[1:], strict=False), key=lambda p: self.rank.get(p, len(self.rank)))
             if pair not in self.rank:
                 break
-            parts = _merge(parts, pair, pair[0] + pair[1])
+            parts = merge_pair(parts, pair, pair[0] + pair[1])
         return [self.ids[p] for p in parts]
         ### END SOLUTION
 
@@ -143,7 +132,7 @@ class Tokenizer:
         ### END SOLUTION
 
 
-def _descending(token: bytes) -> tuple[int, ...]:
+def descending_key(token: bytes) -> tuple[int, ...]:
     """A key that sorts byte strings in reverse lexicographic order (a prefix after
     every longer string that extends it), so a min-heap pops the greatest first."""
     return (*(255 - b for b in token), 256)
@@ -180,13 +169,13 @@ def train_tokenizer(
         raise ValueError(f"vocab_size {vocab_size} leaves no room for 256 bytes and "
                          f"{len(special_tokens)} special tokens")
     ### BEGIN SOLUTION
-    splitter, compiled = _special_splitter(special_tokens), regex.compile(pattern)
+    splitter, compiled = special_splitter(special_tokens), regex.compile(pattern)
     chunks = splitter.split(text)[::2] if splitter else [text]
     counts = Counter(piece for chunk in chunks for piece in compiled.findall(chunk))
     words = [list(piece.encode("utf-8")) for piece in counts]  # each distinct piece once
     freq = list(counts.values())
     vocab = {i: bytes([i]) for i in range(256)}
-    key = cache(lambda i: _descending(vocab[i]))
+    key = cache(lambda i: descending_key(vocab[i]))
 
     pair_count: defaultdict[tuple[int, int], int] = defaultdict(int)
     holders: defaultdict[tuple[int, int], set[int]] = defaultdict(set)  # pieces a pair occurs in
@@ -213,7 +202,7 @@ def train_tokenizer(
             for p in zip(word, word[1:], strict=False):
                 pair_count[p] -= f
                 changed.add(p)
-            word = words[w] = _merge(word, pair, new)
+            word = words[w] = merge_pair(word, pair, new)
             for p in zip(word, word[1:], strict=False):
                 pair_count[p] += f
                 holders[p].add(w)

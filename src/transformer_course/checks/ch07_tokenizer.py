@@ -27,6 +27,7 @@ import torch
 from torch import Tensor
 
 from transformer_course import tokenizer as ref
+from transformer_course.bpe import merge_pair
 from transformer_course.checks.exercise import Case, Exercise, Mistake
 from transformer_course.checks.kit import mutant
 from transformer_course.checks.registry import register
@@ -134,7 +135,7 @@ class _TokenizerMutant(ref.Tokenizer):
             pair = next((p for p in zip(parts, parts[1:], strict=False) if p in self.rank), None)
             if pair is None:
                 return [self.ids[p] for p in parts]
-            parts = ref._merge(parts, pair, pair[0] + pair[1])
+            parts = merge_pair(parts, pair, pair[0] + pair[1])
 
     def decode(self, ids):
         if self.per_token_decode:
@@ -221,7 +222,7 @@ def _train(text, vocab_size, special_tokens=None, pattern=ref.GPT2_PATTERN, *, t
         tied = [p for p in pairs if pairs[p] == best]
         pair = {"greatest": max, "smallest": min, "first": lambda t: t[0]}[tie](tied)
         merges.append(pair)
-        words = {tuple(ref._merge(list(w), pair, pair[0] + pair[1])): n for w, n in words.items()}
+        words = {tuple(merge_pair(list(w), pair, pair[0] + pair[1])): n for w, n in words.items()}
     tokens = [bytes([i]) for i in range(256)] + [a + b for a, b in merges]
     special_bytes = [s.encode() for s in specials]
     tokens = special_bytes + tokens if specials_first else tokens + special_bytes
