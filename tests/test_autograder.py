@@ -213,7 +213,11 @@ def _chapter_source(chapter: str) -> str:
     """The reference modules of a chapter, as one submission (what a perfect student
     writes; the grader runs it as the student's own code)."""
     modules = dict.fromkeys(sys.modules[e.reference.__module__] for e in exercises(chapter))
-    return "\n\n".join(_module_source(m) for m in modules)
+    # A module that imports a sibling's exercise (chapter 07's loop uses its loss) would
+    # rebind the submission's own definition to the reference: the student defines it.
+    own = "|".join(re.escape(m.__name__) for m in modules)
+    return "\n\n".join(re.sub(rf"^from (?:{own}) import .*$", "", _module_source(m), flags=re.M)
+                         for m in modules)
 
 
 def _calls_chapter_reference(func, chapter: str, seen=None) -> bool:

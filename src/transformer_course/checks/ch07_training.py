@@ -1,0 +1,719 @@
+"""Chapter 07 (train it yourself): visible cases and the catalogue of known mistakes of
+the loss, the optimizer, the schedule, clipping, batches, checkpoints and one update.
+
+Behaviours the chapter states, and the case that exercises each:
+
+cross_entropy
+    log-sum-exp with each row's max         "rows offset by +800 and -800"
+    no log of a softmax (underflow)         "the target 120 below the top"
+    ignore_index left out of the mean       "padding ...", "ignore_index=0 ..."
+AdamW
+    bias correction, decoupled decay        every case (float64, against torch.optim.AdamW)
+    each group's own options                "two groups ..."
+    no gradient: untouched                  "a parameter without a gradient ..."
+    group["lr"] read every step             "the learning rate changes every step"
+cosine_schedule
+    warmup (step + 1) / warmup, cosine to   every case; "steps past total_steps"
+    the floor, then the floor
+clip_grad_norm
+    one global norm, 1e-6 in the scale      "float64 ...", "one big, one tiny gradient"
+    under the limit: untouched              "norm below max_norm"
+sample_batch
+    one randint call; y is x shifted by 1   every case; "only one window fits"
+save_checkpoint, load_checkpoint
+    model, optimizer, step and RNG state    every case: the resumed losses are those of
+                                            the run that never stopped
+train_step
+    lr set, grads cleared, clipped, step    every case
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from transformer_course import batches as ref_batches
+from transformer_course import checkpoint as ref_checkpoint
+from transformer_course import losses as ref_losses
+from transformer_course import optim as ref_optim
+from transformer_course import train as ref_train
+from transformer_course.checks.exercise import Case, Exercise, Mistake
+from transformer_course.checks.kit import mutant, randn
+from transformer_course.checks.registry import register
+from transformer_course.checks.running import OutputError
+
+CHAPTER = "07_training"
+
+# --------------------------------------------------------------------------- cross_entropy
+
+
+def _ce_cases(seed: int) -> list[Case]:
+    g = torch.Generator().manual_seed(seed)
+    padded = torch.randint(7, (3, 5), generator=g)
+    padded[0, 3:], padded[2, 1:] = -100, -100
+    pad0 = torch.randint(4, (4, 6), generator=g)
+    pad0[:, ::3] = 0
+    offset = randn(g, 6, 5) * 3 + torch.tensor([800.0, -800.0, 0.0, 800.0, -800.0, 0.0])[:, None]
+    wrong = randn(g, 4, 6)
+    targets = torch.randint(6, (4,), generator=g)
+    wrong[torch.arange(4), targets] -= 120.0
+    return [
+        Case("logits (6, 5)", {"logits": randn(g, 6, 5) * 2, "targets": torch.randint(5, (6,), generator=g)}),
+        Case("logits (2, 4, 9), targets (2, 4)",
+             {"logits": randn(g, 2, 4, 9), "targets": torch.randint(9, (2, 4), generator=g)}),
+        Case("float64 (3, 5, 7), padding (ignore_index=-100) at the ends of rows 0 and 2",
+             {"logits": randn(g, 3, 5, 7, dtype=torch.float64) * 2, "targets": padded}),
+        Case("ignore_index=0: the pad id 0 is masked out (every third target)",
+             {"logits": randn(g, 4, 6, 4, dtype=torch.float64), "targets": pad0, "ignore_index": 0}),
+        Case("large logits (float32): rows offset by +800 and -800",
+             {"logits": offset, "targets": torch.randint(5, (6,), generator=g)}),
+        Case("confident and wrong (float32): the target's logit 120 below the top",
+             {"logits": wrong, "targets": targets}),
+    ]
+
+
+def _run_ce(f: Any, a: dict[str, Any]) -> Tensor:
+    if "ignore_index" in a:
+        return f(a["logits"], a["targets"], ignore_index=a["ignore_index"])
+    return f(a["logits"], a["targets"])
+
+
+def _ce(logits, targets, ignore_index=-100, *, shift="row", log_softmax=False, mean_over="kept",
+        fixed_ignore=False, reduce="mean"):
+    """Cross-entropy with one step switchable."""
+    if fixed_ignore:
+        ignore_index = -100
+    z, t = logits.reshape(-1, logits.size(-1)), targets.reshape(-1)
+    keep = t != ignore_index
+    safe = t.clamp(min=0) * keep
+    if log_softmax:
+        p = (z - z.max(dim=-1, keepdim=True).values).exp()
+        loss = -(p / p.sum(dim=-1, keepdim=True)).log().gather(-1, safe[:, None]).squeeze(-1)
+    else:
+        if shift == "row":
+            top = z.max(dim=-1, keepdim=True).values
+        elif shift == "global":
+            top = z.max().expand(len(z), 1)
+        else:
+            top = torch.zeros(len(z), 1, dtype=z.dtype)
+        lse = (z - top).exp().sum(dim=-1).log() + top.squeeze(-1)
+        loss = lse - z.gather(-1, safe[:, None]).squeeze(-1)
+    loss = torch.where(keep, loss, torch.zeros_like(loss))
+    if reduce == "sum":
+        return loss.sum()
+    return loss.sum() / (keep.sum() if mean_over == "kept" else len(t))
+
+
+CROSS_ENTROPY = Exercise(
+    name="cross_entropy",
+    chapter=CHAPTER,
+    reference=ref_losses.cross_entropy,
+    make_cases=_ce_cases,
+    run=_run_ce,
+    outputs=("loss",),
+    forbidden={"F.cross_entropy": F.cross_entropy, "F.log_softmax": F.log_softmax,
+               "F.nll_loss": F.nll_loss, "torch.logsumexp": torch.logsumexp,
+               "Tensor.logsumexp": Tensor.logsumexp, "torch.log_softmax": torch.log_softmax,
+               "Tensor.log_softmax": Tensor.log_softmax},
+    mistakes=[
+        Mistake("no max subtracted",
+                "log(sum(exp(z))) overflows: exp(800) is inf in float32. Subtract each row's "
+                "maximum m first: logsumexp(z) = m + log(sum(exp(z - m))).", mutant(_ce, shift="none")),
+        Mistake("one max for the whole tensor",
+                "You subtract one maximum for the whole tensor; a row far below it underflows "
+                "to exp(...) = 0 and log(0) = -inf. Take the maximum of each row "
+                "(max(dim=-1, keepdim=True)).", mutant(_ce, shift="global")),
+        Mistake("log of the softmax",
+                "You take the log of softmax probabilities: a target far below the top logit "
+                "has a probability that rounds to 0, and log(0) = -inf. Compute "
+                "logsumexp(z) - z[target] instead, which never forms the probability.",
+                mutant(_ce, log_softmax=True)),
+        Mistake("ignored positions averaged in",
+                "Positions whose target is ignore_index still count in the mean (as zeros): "
+                "divide by the number of kept targets, not by all of them.",
+                mutant(_ce, mean_over="all")),
+        Mistake("ignore_index not used",
+                "You ignore -100 whatever ignore_index says: mask the targets equal to the "
+                "ignore_index argument.", mutant(_ce, fixed_ignore=True)),
+        Mistake("sum instead of mean",
+                "The loss is summed; take the mean over the kept targets.", mutant(_ce, reduce="sum")),
+    ],
+)
+
+# --------------------------------------------------------------------------- AdamW
+
+
+def _adamw_cases(seed: int) -> list[Case]:
+    g = torch.Generator().manual_seed(seed)
+
+    def tensors(*shapes, dtype=torch.float64):
+        return [randn(g, *s, dtype=dtype) for s in shapes]
+
+    def case(name, shapes, groups, options, steps, dtype=torch.float64, lrs=None, frozen=()):
+        args = {"params": tensors(*shapes, dtype=dtype), "weights": tensors(*shapes, dtype=dtype),
+                "groups": groups, "options": options, "steps": steps, "frozen": list(frozen)}
+        if lrs is not None:
+            args["lrs"] = lrs
+        return Case(name, args)
+
+    return [
+        case("defaults, 5 steps, one (4, 3) tensor (float64)", [(4, 3)], [{"params": [0]}], {}, 5),
+        case("lr=0.1, betas=(0.8, 0.95), weight_decay=0.5, 8 steps", [(3, 5), (5,)],
+             [{"params": [0, 1]}], {"lr": 0.1, "betas": [0.8, 0.95], "weight_decay": 0.5}, 8),
+        case("two groups: decay 0.2 and lr 0.05 on the matrix, no decay on the bias; eps=1e-3",
+             [(4, 4), (4,)], [{"params": [0], "weight_decay": 0.2, "lr": 0.05},
+                              {"params": [1], "weight_decay": 0.0}],
+             {"lr": 0.02, "eps": 1e-3, "weight_decay": 0.1}, 6),
+        case("a parameter without a gradient is left alone", [(3, 3), (2, 2)], [{"params": [0, 1]}],
+             {"lr": 0.05, "weight_decay": 0.3}, 4, frozen=[1]),
+        case("the learning rate changes every step (group['lr'] set by a schedule)", [(5, 2)],
+             [{"params": [0]}], {"lr": 0.0, "weight_decay": 0.1}, 5, lrs=[0.01, 0.05, 0.1, 0.03, 0.2]),
+        case("float32, 10 steps", [(6, 3), (3,)], [{"params": [0, 1]}],
+             {"lr": 0.01, "weight_decay": 0.05}, 10, dtype=torch.float32),
+    ]
+
+
+def _run_adamw(cls: Any, a: dict[str, Any]) -> Tensor:
+    if isinstance(cls, type) and not issubclass(cls, torch.optim.Optimizer):
+        raise OutputError("AdamW should be a subclass of torch.optim.Optimizer")
+    if isinstance(cls, type) and issubclass(cls, (torch.optim.Adam, torch.optim.AdamW)):
+        raise OutputError("AdamW may not derive from torch.optim.Adam or AdamW: write its step yourself")
+    params = [p.clone().requires_grad_() for p in a["params"]]
+    groups = [{**g, "params": [params[i] for i in g["params"]]} for g in a["groups"]]
+    options = {k: tuple(v) if k == "betas" else v for k, v in a["options"].items()}
+    optimizer = cls(groups, **options)
+    with torch.enable_grad():
+        for step in range(a["steps"]):
+            if "lrs" in a:
+                for group in optimizer.param_groups:
+                    group["lr"] = a["lrs"][step]
+            optimizer.zero_grad()
+            pairs = [(p, w) for i, (p, w) in enumerate(zip(params, a["weights"], strict=True))
+                     if i not in a["frozen"]]
+            loss = sum(((p * w).sin() + 0.5 * p**2 * w.abs()).sum() for p, w in pairs)
+            loss.backward()
+            optimizer.step()
+    return torch.cat([p.detach().flatten() for p in params])
+
+
+class _AdamWMutant(torch.optim.Optimizer):
+    """AdamW with one step done wrong (a flag)."""
+
+    bias_correction = True
+    coupled = False  # L2: the decay added to the gradient
+    decay_after = False
+    decay_with_lr = True
+    eps_inside = False
+    sqrt_bc2 = True
+    group_options = True
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2):
+        super().__init__(params, {"lr": lr, "betas": betas, "eps": eps, "weight_decay": weight_decay})
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        for group in self.param_groups:
+            opts = group if self.group_options else {**group, **{k: v for k, v in self.defaults.items()
+                                                                 if k != "lr"}}
+            lr, (b1, b2), eps, wd = group["lr"], opts["betas"], opts["eps"], opts["weight_decay"]
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                st = self.state[p]
+                if not st:
+                    st.update(step=0, m=torch.zeros_like(p), v=torch.zeros_like(p))
+                st["step"] += 1
+                t, grad = st["step"], p.grad + wd * p if self.coupled else p.grad
+                decay = 1 - (lr * wd if self.decay_with_lr else wd)
+                if not self.coupled and not self.decay_after:
+                    p.mul_(decay)
+                st["m"].mul_(b1).add_(grad, alpha=1 - b1)
+                st["v"].mul_(b2).addcmul_(grad, grad, value=1 - b2)
+                bc1, bc2 = (1 - b1**t, 1 - b2**t) if self.bias_correction else (1.0, 1.0)
+                v_hat = st["v"] / bc2
+                if self.eps_inside:
+                    denom = (v_hat + eps).sqrt()
+                else:
+                    denom = (v_hat.sqrt() if self.sqrt_bc2 else st["v"].sqrt() / bc2) + eps
+                p.sub_(lr * (st["m"] / bc1) / denom)
+                if not self.coupled and self.decay_after:
+                    p.mul_(decay)
+
+
+ADAMW = Exercise(
+    name="AdamW",
+    chapter=CHAPTER,
+    reference=ref_optim.AdamW,
+    make_cases=_adamw_cases,
+    run=_run_adamw,
+    outputs=("params",),
+    mistakes=[
+        Mistake("no bias correction",
+                "The averages start at 0, so early on they are too small: divide m by "
+                "1 - beta1**t and v by 1 - beta2**t (t counts this parameter's updates from 1).",
+                mutant(_AdamWMutant, bias_correction=False)),
+        Mistake("L2 instead of decoupled decay",
+                "You add weight_decay * p to the gradient (L2, Adam's coupled decay); AdamW "
+                "decays the parameter itself, p <- p * (1 - lr * weight_decay), apart from "
+                "the gradient.", mutant(_AdamWMutant, coupled=True)),
+        Mistake("decay after the update",
+                "The weight decay is applied after the Adam update; torch.optim.AdamW (and "
+                "the exercise) decays the parameter first, then adds the update.",
+                mutant(_AdamWMutant, decay_after=True)),
+        Mistake("decay without the learning rate",
+                "The decay multiplies by 1 - weight_decay; it is 1 - lr * weight_decay.",
+                mutant(_AdamWMutant, decay_with_lr=False)),
+        Mistake("eps inside the square root",
+                "eps goes after the square root: m_hat / (sqrt(v_hat) + eps).",
+                mutant(_AdamWMutant, eps_inside=True)),
+        Mistake("second bias correction not square-rooted",
+                "v_hat = v / (1 - beta2**t) and the update divides by sqrt(v_hat): the "
+                "correction of v enters under the square root.", mutant(_AdamWMutant, sqrt_bc2=False)),
+        Mistake("defaults instead of the group's options",
+                "You read betas, eps or weight_decay from self.defaults; each parameter group "
+                "has its own (group['weight_decay'], ...).", mutant(_AdamWMutant, group_options=False)),
+    ],
+)
+
+# --------------------------------------------------------------------------- cosine_schedule
+
+
+def _schedule_cases(seed: int) -> list[Case]:
+    g = torch.Generator().manual_seed(seed)
+    jitter = float(torch.rand((), generator=g)) * 0.5
+    return [
+        Case("max_lr=1, min_lr=0.1, warmup 5, total 50, steps 0..60",
+             {"steps": list(range(61)), "max_lr": 1.0, "min_lr": 0.1, "warmup_steps": 5,
+              "total_steps": 50}),
+        Case("no warmup (warmup_steps=0), total 20",
+             {"steps": list(range(25)), "max_lr": 3e-3, "min_lr": 3e-4, "warmup_steps": 0,
+              "total_steps": 20}),
+        Case(f"6e-4 down to {6e-5 * (1 + jitter):.3g}, warmup 100, total 1000, every 7th step up to 1200",
+             {"steps": list(range(0, 1201, 7)), "max_lr": 6e-4, "min_lr": 6e-5 * (1 + jitter),
+              "warmup_steps": 100, "total_steps": 1000}),
+        Case("steps past total_steps stay at the floor (warmup 1, total 4)",
+             {"steps": [0, 1, 2, 3, 4, 5, 9, 100], "max_lr": 2.0, "min_lr": 0.5, "warmup_steps": 1,
+              "total_steps": 4}),
+    ]
+
+
+def _run_schedule(f: Any, a: dict[str, Any]) -> Tensor:
+    values = [f(s, a["max_lr"], a["min_lr"], a["warmup_steps"], a["total_steps"]) for s in a["steps"]]
+    return torch.tensor([float(v) for v in values], dtype=torch.float64)
+
+
+def _schedule(step, max_lr, min_lr, warmup_steps, total_steps, *, warmup_shift=1, floor=True,
+              span="decay", shape="cosine", clamp=True):
+    if step < warmup_steps:
+        return max_lr * (step + warmup_shift) / warmup_steps
+    length = total_steps - warmup_steps if span == "decay" else total_steps
+    progress = (step - warmup_steps) / length
+    if clamp:
+        progress = min(1.0, progress)
+    low = min_lr if floor else 0.0
+    fall = 0.5 * (1 + math.cos(math.pi * progress)) if shape == "cosine" else max(0.0, 1 - progress)
+    return low + (max_lr - low) * fall
+
+
+COSINE_SCHEDULE = Exercise(
+    name="cosine_schedule",
+    chapter=CHAPTER,
+    reference=ref_optim.cosine_schedule,
+    make_cases=_schedule_cases,
+    run=_run_schedule,
+    outputs=("lr",),
+    mistakes=[
+        Mistake("warmup off by one",
+                "The warmup gives max_lr * step / warmup_steps: the first update has lr 0 and "
+                "max_lr comes one step late. Use (step + 1) / warmup_steps.",
+                mutant(_schedule, warmup_shift=0)),
+        Mistake("cosine to 0",
+                "The cosine decays to 0; it decays to the floor min_lr: "
+                "min_lr + (max_lr - min_lr) * (1 + cos(pi * progress)) / 2.", mutant(_schedule, floor=False)),
+        Mistake("rises again after total_steps",
+                "After total_steps the learning rate stays at min_lr; your cosine goes on and "
+                "climbs back. Clamp the progress at 1.", mutant(_schedule, clamp=False)),
+        Mistake("decay over total_steps",
+                "The decay spans total_steps - warmup_steps steps (from the end of the warmup "
+                "to total_steps), not total_steps.", mutant(_schedule, span="total")),
+        Mistake("linear decay",
+                "The decay is linear; it follows half a cosine period, "
+                "(1 + cos(pi * progress)) / 2.", mutant(_schedule, shape="linear")),
+    ],
+)
+
+# --------------------------------------------------------------------------- clip_grad_norm
+
+
+def _clip_cases(seed: int) -> list[Case]:
+    g = torch.Generator().manual_seed(seed)
+
+    def case(name, shapes, max_norm, scale=1.0, dtype=torch.float32, no_grad=(), scales=None):
+        grads = [randn(g, *s, dtype=dtype) * (scales[i] if scales else scale) for i, s in enumerate(shapes)]
+        return Case(name, {"grads": grads, "max_norm": max_norm, "no_grad": list(no_grad)})
+
+    return [
+        case("3 tensors, norm about 4 above max_norm=1", [(4, 3), (3,), (2, 2)], 1.0),
+        case("float64, norm about 10 clipped to 2.5", [(5, 5), (5,)], 2.5, scale=2.0, dtype=torch.float64),
+        case("norm below max_norm=100: gradients untouched", [(3, 3), (3,)], 100.0),
+        case("one parameter without a gradient is skipped", [(4,), (2, 3), (3,)], 0.5, no_grad=[1]),
+        case("float64, one big and one tiny gradient, max_norm=0.25", [(6,), (6,)], 0.25,
+             dtype=torch.float64, scales=[3.0, 0.01]),
+        case("float64, small gradients: norm about 0.002 clipped to 0.0005", [(3, 4)], 5e-4,
+             scale=6e-4, dtype=torch.float64),
+    ]
+
+
+def _run_clip(f: Any, a: dict[str, Any]) -> tuple[Tensor, Tensor]:
+    params = [torch.zeros_like(gr, requires_grad=True) for gr in a["grads"]]
+    for i, (p, gr) in enumerate(zip(params, a["grads"], strict=True)):
+        p.grad = None if i in a["no_grad"] else gr.clone()
+    norm = f(params, a["max_norm"])
+    if not isinstance(norm, Tensor):
+        norm = torch.tensor(float(norm), dtype=a["grads"][0].dtype)
+    grads = torch.cat([p.grad.flatten() for p in params if p.grad is not None])
+    return norm.reshape(()), grads
+
+
+def _clip(parameters, max_norm, *, per_parameter=False, eps=1e-6, clamp=True, after=False, kind="l2"):
+    grads = [p.grad for p in parameters if p.grad is not None]
+    norms = torch.stack([gr.norm() for gr in grads])
+    norm = {"l2": norms.pow(2).sum().sqrt(), "sum": norms.sum(), "max": norms.max()}[kind]
+    for gr, own in zip(grads, norms, strict=True):
+        scale = max_norm / ((own if per_parameter else norm) + eps)
+        gr.mul_(scale.clamp(max=1.0) if clamp else scale)
+    if after:
+        return torch.stack([gr.norm() for gr in grads]).pow(2).sum().sqrt()
+    return norm
+
+
+CLIP_GRAD_NORM = Exercise(
+    name="clip_grad_norm",
+    chapter=CHAPTER,
+    reference=ref_optim.clip_grad_norm,
+    make_cases=_clip_cases,
+    run=_run_clip,
+    outputs=("norm", "grads"),
+    forbidden={"nn.utils.clip_grad_norm_ (it runs torch._foreach_norm)": torch._foreach_norm},
+    mistakes=[
+        Mistake("per-parameter clipping",
+                "Each gradient is clipped by its own norm, which changes the direction of the "
+                "update; clip them all by one global norm, sqrt(sum of every squared entry).",
+                mutant(_clip, per_parameter=True)),
+        Mistake("no 1e-6 in the scale",
+                "The scale is max_norm / (norm + 1e-6), as torch.nn.utils.clip_grad_norm_ "
+                "computes it (the constant guards a zero norm).", mutant(_clip, eps=0.0)),
+        Mistake("small gradients scaled up",
+                "Gradients whose norm is already below max_norm are scaled up; only scale "
+                "down (clamp the factor at 1).", mutant(_clip, clamp=False)),
+        Mistake("norm after clipping returned",
+                "Return the global norm before clipping (what you measured, useful to log).",
+                mutant(_clip, after=True)),
+        Mistake("sum of the norms",
+                "The global norm is not the sum of the per-parameter norms: it is the square "
+                "root of the sum of their squares.", mutant(_clip, kind="sum")),
+    ],
+)
+
+# --------------------------------------------------------------------------- sample_batch
+
+
+def _batch_cases(seed: int) -> list[Case]:
+    g = torch.Generator().manual_seed(seed)
+    return [
+        Case("tokens 0..99 in a uint16 file, B=4, L=8", {"tokens": torch.arange(100), "batch_size": 4,
+                                                         "context_length": 8, "seed": seed}),
+        Case("random ids up to 60000, B=3, L=16", {"tokens": torch.randint(60000, (500,), generator=g),
+                                                   "batch_size": 3, "context_length": 16, "seed": seed + 1}),
+        Case("L = len(tokens) - 1: only one window fits", {"tokens": torch.randint(50, (13,), generator=g),
+                                                           "batch_size": 5, "context_length": 12,
+                                                           "seed": seed + 2}),
+        Case("B=1, L=1", {"tokens": torch.randint(9, (40,), generator=g), "batch_size": 1,
+                          "context_length": 1, "seed": seed + 3}),
+    ]
+
+
+def _run_batch(f: Any, a: dict[str, Any]) -> tuple[Tensor, ...]:
+    # The token file goes to a folder of its own in the working directory, where the
+    # grader lets a submission write, and is removed afterwards.
+    with tempfile.TemporaryDirectory(dir=os.getcwd()) as folder:
+        path = os.path.join(folder, "tokens.bin")
+        a["tokens"].numpy().astype(np.uint16).tofile(path)
+        tokens = np.memmap(path, dtype=np.uint16, mode="r")
+        generator = torch.Generator().manual_seed(a["seed"])
+        first = f(tokens, a["batch_size"], a["context_length"], "cpu", generator)
+        second = f(tokens, a["batch_size"], a["context_length"], "cpu", generator)
+        out = [t.clone() if isinstance(t, Tensor) else t for pair in (first, second) for t in pair]
+        del tokens
+    return tuple(out)
+
+
+def _batch(tokens, batch_size, context_length, device="cpu", generator=None, *, high_shift=0,
+           shift=1, dtype=torch.long):
+    starts = torch.randint(len(tokens) - context_length + high_shift, (batch_size,), generator=generator)
+    data = torch.from_numpy(np.asarray(tokens, dtype=np.int64))
+    x = torch.stack([data[s : s + context_length] for s in starts.tolist()])
+    y = torch.stack([data[s + shift : s + shift + context_length] for s in starts.tolist()])
+    return x.to(device, dtype), y.to(device, dtype)
+
+
+SAMPLE_BATCH = Exercise(
+    name="sample_batch",
+    chapter=CHAPTER,
+    reference=ref_batches.sample_batch,
+    make_cases=_batch_cases,
+    run=_run_batch,
+    outputs=("x", "y", "next_x", "next_y"),
+    mistakes=[
+        Mistake("targets not shifted",
+                "y equals x: the model would learn to copy its input. The target of position "
+                "t is the token after it, y = tokens[s + 1 : s + L + 1].", mutant(_batch, shift=0)),
+        Mistake("window one too far",
+                "You draw starts from len(tokens) - L + 1 values: the last start leaves no "
+                "token for the last target. Draw torch.randint(len(tokens) - L, ...).",
+                mutant(_batch, high_shift=1)),
+        Mistake("int32 ids",
+                "The ids are int32; embeddings and cross-entropy targets take int64 "
+                "(torch.long): convert the uint16 window with .astype(np.int64) or .long().",
+                mutant(_batch, dtype=torch.int32)),
+    ],
+)
+
+# --------------------------------------------------------------------------- checkpoints
+#
+# The runs below use a tiny bigram model, torch.optim.AdamW and batches drawn in the
+# case, so that only the student's save or load is graded.
+
+_V, _D, _B, _L = 11, 6, 3, 5
+
+
+class _Bigram(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.emb = nn.Embedding(_V, _D)
+        self.out = nn.Linear(_D, _V)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.out(torch.tanh(self.emb(x)))
+
+
+def _ckpt_cases(seed: int) -> list[Case]:
+    g = torch.Generator().manual_seed(seed)
+    cases = []
+    for before, after in [(3, 4), (1, 5), (6, 3)]:
+        model = _Bigram()
+        state = {k: randn(g, *v.shape, dtype=torch.float64) * 0.5 for k, v in model.state_dict().items()}
+        cases.append(Case(f"{before} steps, checkpoint, {after} steps after resuming",
+                          {"state": state, "data": torch.randint(_V, (200,), generator=g), "before": before,
+                           "after": after, "seed": seed * 10 + before}))
+    return cases
+
+
+def _fresh(state: dict[str, Tensor], bump: float = 0.0) -> tuple[nn.Module, torch.optim.Optimizer]:
+    model = _Bigram().double()
+    model.load_state_dict({k: v + bump for k, v in state.items()})
+    return model, torch.optim.AdamW(model.parameters(), lr=0.05, weight_decay=0.1)
+
+
+def _train(model, optimizer, generator, data, start: int, n: int) -> list[float]:
+    """``n`` updates from step ``start``; the learning rate depends on the step."""
+    losses = []
+    with torch.enable_grad():
+        for step in range(start, start + n):
+            s = torch.randint(len(data) - _L, (_B,), generator=generator)
+            x = torch.stack([data[i : i + _L] for i in s.tolist()])
+            y = torch.stack([data[i + 1 : i + 1 + _L] for i in s.tolist()])
+            for group in optimizer.param_groups:
+                group["lr"] = 0.05 / (1 + step)
+            loss = F.cross_entropy(model(x).flatten(0, 1), y.flatten())
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            losses.append(loss.item())
+    return losses
+
+
+def _resume(checkpoint: dict, a: dict[str, Any]) -> tuple[Tensor, Tensor]:
+    """Restore what a checkpoint holds into a model, optimizer and generator that start
+    elsewhere, train on and return the losses and the step resumed from."""
+    model, optimizer = _fresh(a["state"], bump=0.3)
+    generator = torch.Generator().manual_seed(12345)
+    if "model" not in checkpoint:
+        raise OutputError("the checkpoint has no 'model' entry: save a dict with the keys "
+                          "'model', 'optimizer', 'step' and 'rng'")
+    model.load_state_dict(checkpoint["model"])
+    if "optimizer" in checkpoint:
+        optimizer.load_state_dict(checkpoint["optimizer"])
+    if "rng" in checkpoint:
+        generator.set_state(checkpoint["rng"])
+    step = int(checkpoint.get("step", 0))
+    losses = _train(model, optimizer, generator, a["data"], step, a["after"])
+    return torch.tensor(losses, dtype=torch.float64), torch.tensor(step)
+
+
+def _run_save(f: Any, a: dict[str, Any]) -> tuple[Tensor, Tensor]:
+    model, optimizer = _fresh(a["state"])
+    generator = torch.Generator().manual_seed(a["seed"])
+    _train(model, optimizer, generator, a["data"], 0, a["before"])
+    with tempfile.TemporaryDirectory(dir=os.getcwd()) as folder:
+        path = os.path.join(folder, "checkpoint.pt")
+        f(path, model, optimizer, a["before"], generator)
+        checkpoint = torch.load(path, map_location="cpu")
+    if not isinstance(checkpoint, dict):
+        raise OutputError(f"the checkpoint should be a dict, got {type(checkpoint).__name__}")
+    return _resume(checkpoint, a)
+
+
+def _run_load(f: Any, a: dict[str, Any]) -> tuple[Tensor, Tensor]:
+    model, optimizer = _fresh(a["state"])
+    generator = torch.Generator().manual_seed(a["seed"])
+    _train(model, optimizer, generator, a["data"], 0, a["before"])
+    saved = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": a["before"],
+             "rng": generator.get_state()}
+    resumed, opt2 = _fresh(a["state"], bump=0.3)
+    gen2 = torch.Generator().manual_seed(12345)
+    with tempfile.TemporaryDirectory(dir=os.getcwd()) as folder:
+        path = os.path.join(folder, "checkpoint.pt")
+        torch.save(saved, path)
+        step = f(path, resumed, opt2, gen2)
+    losses = _train(resumed, opt2, gen2, a["data"], int(step), a["after"])
+    return torch.tensor(losses, dtype=torch.float64), torch.tensor(int(step))
+
+
+def _save(path, model, optimizer, step, generator, *, skip=(), step_shift=0):
+    full = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step + step_shift,
+            "rng": generator.get_state()}
+    torch.save({k: v for k, v in full.items() if k not in skip}, path)
+
+
+def _load(path, model, optimizer, generator, *, skip=(), step_shift=0):
+    checkpoint = torch.load(path)
+    model.load_state_dict(checkpoint["model"])
+    if "optimizer" not in skip:
+        optimizer.load_state_dict(checkpoint["optimizer"])
+    if "rng" not in skip:
+        generator.set_state(checkpoint["rng"])
+    return checkpoint["step"] + step_shift
+
+
+SAVE_CHECKPOINT = Exercise(
+    name="save_checkpoint",
+    chapter=CHAPTER,
+    reference=ref_checkpoint.save_checkpoint,
+    make_cases=_ckpt_cases,
+    run=_run_save,
+    outputs=("losses_after_resuming", "step"),
+    atol64=1e-12,
+    mistakes=[
+        Mistake("optimizer state not saved",
+                "The optimizer's state is missing: AdamW restarts with empty averages and the "
+                "resumed run takes other steps. Save optimizer.state_dict() as 'optimizer'.",
+                mutant(_save, skip=("optimizer",))),
+        Mistake("generator state not saved",
+                "The generator's state is missing: the resumed run draws other batches. Save "
+                "generator.get_state() as 'rng'.", mutant(_save, skip=("rng",))),
+        Mistake("step off by one",
+                "Save the number of updates already made, the step the schedule continues from.",
+                mutant(_save, step_shift=1)),
+    ],
+)
+
+LOAD_CHECKPOINT = Exercise(
+    name="load_checkpoint",
+    chapter=CHAPTER,
+    reference=ref_checkpoint.load_checkpoint,
+    make_cases=_ckpt_cases,
+    run=_run_load,
+    outputs=("losses_after_resuming", "step"),
+    atol64=1e-12,
+    mistakes=[
+        Mistake("optimizer state not restored",
+                "The optimizer's state is not restored (optimizer.load_state_dict(...)): AdamW "
+                "restarts with empty averages.", mutant(_load, skip=("optimizer",))),
+        Mistake("generator state not restored",
+                "The generator's state is not restored (generator.set_state(...)): the "
+                "resumed run draws other batches than the run it continues.",
+                mutant(_load, skip=("rng",))),
+        Mistake("step off by one",
+                "Return the saved step as it is: the next update is number 'step'.",
+                mutant(_load, step_shift=1)),
+    ],
+)
+
+# --------------------------------------------------------------------------- train_step
+
+
+def _step_cases(seed: int) -> list[Case]:
+    g = torch.Generator().manual_seed(seed)
+    cases = []
+    for name, lrs, clip in [("3 updates, clipped at 0.1 (clipping active)", [0.05, 0.1, 0.02], 0.1),
+                            ("max_grad_norm=None: no clipping", [0.03, 0.03, 0.03], None),
+                            ("4 updates, lr from a schedule, clipped at 1.0",
+                             [0.01, 0.04, 0.03, 0.005], 1.0)]:
+        model = _Bigram()
+        state = {k: randn(g, *v.shape, dtype=torch.float64) for k, v in model.state_dict().items()}
+        data = torch.randint(_V, (_B, _L + 1), generator=g)
+        cases.append(Case(name, {"state": state, "x": data[:, :-1], "y": data[:, 1:], "lrs": lrs,
+                                 "max_grad_norm": clip}))
+    return cases
+
+
+def _run_step(f: Any, a: dict[str, Any]) -> tuple[Tensor, Tensor]:
+    model, _ = _fresh(a["state"])
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1.0, weight_decay=0.1)  # lr set by each step
+    with torch.enable_grad():
+        losses = [float(f(model, optimizer, a["x"], a["y"], lr, a["max_grad_norm"])) for lr in a["lrs"]]
+    params = torch.cat([p.detach().flatten() for p in model.parameters()])
+    return torch.tensor(losses, dtype=torch.float64), params
+
+
+def _step(model, optimizer, x, y, lr, max_grad_norm=1.0, *, set_lr=True, zero="before", clip_after=False):
+    if set_lr:
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+    loss = F.cross_entropy(model(x).flatten(0, 1), y.flatten())
+    if zero == "before":
+        optimizer.zero_grad()
+    loss.backward()
+    if zero == "after":
+        optimizer.zero_grad()
+    if max_grad_norm is not None and not clip_after:
+        nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
+    optimizer.step()
+    if max_grad_norm is not None and clip_after:
+        nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
+    return loss.item()
+
+
+TRAIN_STEP = Exercise(
+    name="train_step",
+    chapter=CHAPTER,
+    reference=ref_train.train_step,
+    make_cases=_step_cases,
+    run=_run_step,
+    outputs=("losses", "params"),
+    mistakes=[
+        Mistake("gradients never cleared",
+                "The gradients of earlier steps pile up (backward() adds to .grad): call "
+                "optimizer.zero_grad() before loss.backward().", mutant(_step, zero="never")),
+        Mistake("gradients cleared after backward",
+                "zero_grad() comes after backward(), so the optimizer steps with empty "
+                "gradients: clear them before back-propagating.", mutant(_step, zero="after")),
+        Mistake("clipped after the step",
+                "Clipping after optimizer.step() changes nothing this step: clip between "
+                "backward() and step().", mutant(_step, clip_after=True)),
+        Mistake("learning rate not set",
+                "The lr argument is never used: set group['lr'] = lr in every parameter "
+                "group before the step.", mutant(_step, set_lr=False)),
+    ],
+)
+
+register(CROSS_ENTROPY, ADAMW, COSINE_SCHEDULE, CLIP_GRAD_NORM, SAMPLE_BATCH, SAVE_CHECKPOINT,
+         LOAD_CHECKPOINT, TRAIN_STEP)
