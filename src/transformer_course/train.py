@@ -22,8 +22,8 @@ from transformer_course.batches import sample_batch
 from transformer_course.checkpoint import load_checkpoint, save_checkpoint
 from transformer_course.device import model_device, resolve
 from transformer_course.losses import cross_entropy
-from transformer_course.multi_head import fused_kernels
 from transformer_course.optim import AdamW, clip_grad_norm, cosine_schedule
+from transformer_course.training import say_fused, speed_switch
 
 
 def train_step(
@@ -112,6 +112,7 @@ def train(
     resume: bool = False,
     stop_after: int | None = None,
     progress: bool = True,
+    fused: bool = False,
 ) -> dict[str, Any]:
     """Train a next-token model with :func:`make_optimizer`, :func:`cosine_schedule`
     and :func:`train_step` on batches of :func:`sample_batch`.
@@ -132,6 +133,9 @@ def train(
         resume: continue from ``checkpoint`` instead of starting afresh.
         stop_after: stop (as an interrupted run would) once this many steps are done.
         progress: show a tqdm bar with the latest losses.
+        fused: train through PyTorch's fused attention and LayerNorm kernels
+            (:func:`~transformer_course.training.speed_switch`) and print what ran
+            fused. False: the model's code as written.
 
     Returns:
         ``{"step", "train_loss", "val_loss"}`` at each evaluation, ``"batch_loss"`` of
@@ -153,7 +157,7 @@ def train(
 
     last = steps if stop_after is None else min(steps, stop_after)
     bar = tqdm(total=last, initial=step, desc="training", disable=not progress, mininterval=1.0)
-    with fused_kernels(model):
+    with speed_switch(model, fused) as report:
         while step < last:
             if step % eval_interval == 0:
                 evaluate()
@@ -172,5 +176,6 @@ def train(
         if step == steps:
             evaluate()
     bar.close()
+    say_fused(report)
     model.eval()
     return history

@@ -91,7 +91,7 @@ def train_loop(
     params = list(model.parameters())
     losses: list[float] = []
     bar = tqdm(range(steps), desc=desc, disable=not progress, mininterval=1.0)
-    with _speed_switch(model, fused) as report:
+    with speed_switch(model, fused) as report:
         for step in bar:
             loss = loss_fn(model, *to_device(get_batch(step), device))
             optimizer.zero_grad(set_to_none=True)
@@ -104,17 +104,17 @@ def train_loop(
             losses.append(loss.item())
             if step % 20 == 0 or step == steps - 1:
                 bar.set_postfix(loss=f"{losses[-1]:.4f}", refresh=False)
-    _say_fused(report)
+    say_fused(report)
     model.to(home).eval()
     return losses
 
 
-def _speed_switch(model: nn.Module, fused: bool):
+def speed_switch(model: nn.Module, fused: bool):
     """:func:`~transformer_course.multi_head.fused_kernels` when ``fused``, else nothing."""
     return fused_kernels(model) if fused else nullcontext()
 
 
-def _say_fused(report) -> None:
+def say_fused(report) -> None:
     """Print what ran fused (training output says so whenever ``fused=True``)."""
     if report is not None:
         tqdm.write(str(report))
@@ -145,7 +145,7 @@ def step_times(
 
     times = {}
     for name, fused in (("as written", False), ("fused", True)):
-        with _speed_switch(model, fused):
+        with speed_switch(model, fused):
             step()  # warm-up (and, fused, the check that each kernel gives the same result)
             best = math.inf
             for _ in range(repeats):
@@ -304,7 +304,7 @@ def train_language_model(
     model.train()
     bar = tqdm(total=steps, desc="training", disable=not progress, mininterval=1.0)
     step = 0
-    with _speed_switch(model, fused) as report:
+    with speed_switch(model, fused) as report:
         while position(step) < steps:
             if step % eval_interval == 0:
                 evaluate(step)
@@ -325,6 +325,6 @@ def train_language_model(
             bar.update()
         evaluate(step)
     bar.close()
-    _say_fused(report)
+    say_fused(report)
     model.to(home).eval()
     return history
