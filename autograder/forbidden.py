@@ -27,6 +27,8 @@ import functools
 import re
 from collections.abc import Callable
 
+from autograder.reader import kept_names
+
 _PREFIXES = ("", "native", "log", "special", "fused")
 _TAMPERING = re.compile(r"disabletorchfunction|torchfunctionmode|popmode|pushmode|"
                         r"settorchfunctionmode|gettorchfunctionmode|disabletorchdispatch|"
@@ -43,19 +45,6 @@ def doors(label: str, func: Callable) -> set[str]:
     names -= {"torch", "F", "nn", "Tensor", "functional"}
     bases = {_norm(n) for n in names if len(n) > 3}
     return {prefix + base for base in bases for prefix in _PREFIXES}
-
-
-def _defined(node: ast.stmt) -> list[str]:
-    if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-        return [node.name]
-    if isinstance(node, ast.Import):
-        return [(a.asname or a.name).split(".")[0] for a in node.names]
-    if isinstance(node, ast.ImportFrom):
-        return [a.asname or a.name for a in node.names]
-    if isinstance(node, (ast.Assign, ast.AnnAssign)):
-        targets = node.targets if isinstance(node, ast.Assign) else [node.target]
-        return [n.id for t in targets for n in ast.walk(t) if isinstance(n, ast.Name)]
-    return []
 
 
 @functools.cache
@@ -162,7 +151,7 @@ def find(statements: list[ast.stmt], exercise: str,
         return []
     table: dict[str, list[ast.stmt]] = {}
     for node in statements:  # later definitions override earlier ones, as when run
-        for name in _defined(node):
+        for name in kept_names(node) or []:  # the grader keeps every statement it gets
             table.setdefault(name, [])
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
                 table[name] = [node]
