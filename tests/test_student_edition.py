@@ -210,11 +210,11 @@ def test_wheel_holds_no_unreleased_solution_no_autograder_no_hidden_cases(editio
     assert not any(n.startswith("autograder/") for n in names)
     assert "transformer_course/release.py" not in names
     stored_data = {n for n in names if "/checks/stored/" in n}
-    assert stored_data == {  # the visible seed only
+    assert stored_data == {  # the visible seed only, and where each exercise's reference lives
         f"transformer_course/checks/stored/{e.name}-0.{ext}"
         for e in exercises()
         for ext in ("json", "safetensors")
-    }
+    } | {"transformer_course/checks/stored/modules.json"}
     assert "transformer_course/data/shakespeare.txt" in names  # given data ships
     assert "class KVCache" in files["transformer_course/kv_cache.py"]  # given code ships
     metadata = files[next(n for n in names if n.endswith(".dist-info/METADATA"))]
@@ -303,7 +303,8 @@ def test_installed_student_edition_hides_solutions_and_names_the_chapter(venvs):
     """)
     assert done.returncode == 0, done.stderr
     assert "MESSAGE MultiHeadAttention is an exercise of chapter 02_multi_head_attention" in done.stdout
-    assert "Finish chapter 02 first" in done.stdout
+    assert ("finish it in chapter 2 (02_multi_head_attention.ipynb), where a passing "
+            "check(MultiHeadAttention) keeps it") in done.stdout
     assert "STUB FAIL softmax: not implemented yet" in done.stdout
     instructor_hint = next(m.hint for m in _EXERCISES["softmax"].mistakes if m.name == "no max subtraction")
     assert f"Likely mistake: {instructor_hint}" in done.stdout
