@@ -161,7 +161,7 @@ def assert_minilm_matches_the_reference(python: Path, folder: Path) -> None:
         os.environ.pop({WORKSPACE_ENV!r}, None)
         from transformer_course import mine
         from transformer_course.pretrained import minilm
-        model = minilm.load_minilm(mine.EncoderLayer)
+        model = minilm.load_minilm(blocks=mine)
         layer = model.layers[0]
         assert all(mine.is_yours(m) for m in (layer, layer.self_attn, layer.norm1, layer.ff)), layer
         e = model.encode({sentences!r})
