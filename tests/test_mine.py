@@ -233,3 +233,22 @@ def test_grader_never_reads_a_kept_module(folder, tmp_path):
     with Grader(Limits(timeout_floor=10.0, load_timeout=10.0)) as grader:
         result = grader.grade(path)
     assert result["score"] == result["max_score"] > 0, result
+
+
+def test_a_decorated_function_is_kept_from_its_own_source(folder, tmp_path):
+    """A function under a decorator (``@torch.no_grad()``, as chapter 5's greedy_decode
+    is written) is kept with its decorator, from its own lines and module, not the
+    decorator's wrapper."""
+    student = notebook(tmp_path, '''
+        import torch
+
+        DIAGONAL = 0
+
+
+        @torch.no_grad()
+        def causal_mask(seq_len):
+            return torch.ones(seq_len, seq_len).tril(DIAGONAL).bool()
+    ''')
+    assert check(student.causal_mask).passed
+    text = (folder / "causal_mask.py").read_text()
+    assert "@torch.no_grad()\ndef causal_mask(seq_len):" in text and "DIAGONAL = 0" in text

@@ -147,8 +147,14 @@ def pad_batch(seqs: Sequence[Sequence[int]], pad_id: int = 0) -> tuple[Tensor, T
     return out, lengths
 
 
-def make_batch(pairs: Sequence[tuple[str, str]]) -> tuple[Tensor, Tensor, Tensor]:
+def make_batch(pairs: Sequence[tuple[str, str]],
+               mask: Callable[[Tensor, int], Tensor] = padding_mask) -> tuple[Tensor, Tensor, Tensor]:
     """Tensors for a list of (source, target) pairs.
+
+    Args:
+        pairs: (written date, ISO date) pairs.
+        mask: a ``padding_mask(lengths (B,), max_len) -> (B, 1, max_len)`` function
+            (yours, from :mod:`transformer_course.mine`); the course's reference by default.
 
     Returns:
         ``src (B, L_src)`` character ids (right-padded), ``tgt (B, L_tgt)`` with
@@ -157,11 +163,12 @@ def make_batch(pairs: Sequence[tuple[str, str]]) -> tuple[Tensor, Tensor, Tensor
     """
     src, src_len = pad_batch([SRC_VOCAB.encode(s) for s, _ in pairs], SRC_VOCAB.pad_id)
     tgt, _ = pad_batch([TGT_VOCAB.encode(t, bos_eos=True) for _, t in pairs], TGT_VOCAB.pad_id)
-    return src, tgt, padding_mask(src_len, src.size(1))
+    return src, tgt, mask(src_len, src.size(1))
 
 
 def translate(model, sources: Sequence[str], decode: Callable = greedy_decode, max_len: int = 12,
-              batch_size: int = 500, fused: bool = False) -> list[str]:
+              batch_size: int = 500, fused: bool = False,
+              mask: Callable[[Tensor, int], Tensor] = padding_mask) -> list[str]:
     """Greedy-decode written dates with a trained ``Transformer`` (switched to eval mode).
 
     Args:
@@ -173,6 +180,7 @@ def translate(model, sources: Sequence[str], decode: Callable = greedy_decode, m
         fused: run attention and LayerNorms through PyTorch's fused kernels
             (:func:`~transformer_course.multi_head.fused_kernels`) and print what ran
             fused; False: the model's code as written.
+        mask: a ``padding_mask`` function (yours); the course's reference by default.
 
     Returns:
         The ISO strings the model wrote.
@@ -185,7 +193,7 @@ def translate(model, sources: Sequence[str], decode: Callable = greedy_decode, m
             chunk = sources[start : start + batch_size]
             src, src_len = pad_batch([SRC_VOCAB.encode(s) for s in chunk], SRC_VOCAB.pad_id)
             ids = decode(model, src.to(device), max_len, TGT_VOCAB.bos_id, TGT_VOCAB.eos_id,
-                         padding_mask(src_len, src.size(1)).to(device))
+                         mask(src_len, src.size(1)).to(device))
             out += [TGT_VOCAB.decode(row) for row in ids]
     if report is not None:
         print(report)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import ast
 import datetime
 import importlib
+import inspect
 import linecache
 import os
 import re
@@ -123,7 +124,7 @@ def keep(obj: Any, name: str, chapter: str) -> Path:
 def _namespace(obj: Any) -> dict[str, Any]:
     code = _code_of(obj)
     if isinstance(obj, types.FunctionType):
-        return obj.__globals__
+        return inspect.unwrap(obj).__globals__
     for value in vars(obj).values():
         function = _function_in(value)
         if function is not None and function.__code__ is code:
@@ -138,7 +139,9 @@ def _function_in(value: Any) -> types.FunctionType | None:
 
 def _code_of(obj: Any) -> types.CodeType:
     if isinstance(obj, types.FunctionType):
-        return obj.__code__
+        # A decorated function (@torch.no_grad()) is the decorator's wrapper: its own
+        # code and globals are the decorator's, the student's are under __wrapped__.
+        return inspect.unwrap(obj).__code__
     if isinstance(obj, type):
         for value in vars(obj).values():
             function = _function_in(value)
@@ -155,12 +158,11 @@ def definition_source(obj: Any) -> str:
     if not lines:
         raise NotKept(f"the source of {obj.__name__} is not available (was it run from a notebook cell?)")
     for node in ast.parse("".join(lines)).body:
-        if (
-            isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))
-            and node.name == obj.__name__
-            and node.lineno <= code.co_firstlineno <= node.end_lineno
-        ):
-            start = min([node.lineno] + [d.lineno for d in node.decorator_list])
+        if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            continue
+        # A decorated function's code starts at its first decorator.
+        start = min([node.lineno] + [d.lineno for d in node.decorator_list])
+        if node.name == obj.__name__ and start <= code.co_firstlineno <= node.end_lineno:
             return "".join(lines[start - 1:node.end_lineno]).rstrip() + "\n"
     raise NotKept(f"the definition of {obj.__name__} was not found in {code.co_filename}")
 

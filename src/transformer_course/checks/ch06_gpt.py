@@ -27,6 +27,8 @@ generate
     settings passed on; the cache changes    the sampled cases (with and without the
     no token                                 cache, the student's own sampler)
     (the ValueError for use_cache past max_len is given in the starter code)
+    generate runs on a stand-in model defined here (PrefixLM), so that its check needs
+    neither the student's GPT nor the course's.
 """
 
 from __future__ import annotations
@@ -380,13 +382,49 @@ SAMPLE = Exercise(
 
 # --------------------------------------------------------------------------- generate
 
-_GEN = {"vocab_size": 11, "max_len": 16, "d_model": 16, "n_heads": 2, "n_layers": 2}
+_GEN = {"vocab_size": 11, "max_len": 16, "d_model": 16}
+
+
+class PrefixLM(torch.nn.Module):
+    """A stand-in for a trained GPT with the same interface (``max_len``, ``new_cache``,
+    ``forward(idx, cache=None)``), so that checking ``generate`` needs no other exercise.
+
+    The logits at position ``t`` are ``head(tanh(mean of tok_emb over tokens <= t +
+    pos_emb(t)))``: causal, they depend on every earlier token and on the absolute
+    position, and positions past ``max_len`` raise an IndexError (as GPT's own do). Its
+    cache is a list ``[sum of the embeddings seen, number of positions seen]``.
+    """
+
+    def __init__(self, vocab_size: int, max_len: int, d_model: int):
+        super().__init__()
+        self.max_len = max_len
+        self.tok_emb = torch.nn.Embedding(vocab_size, d_model)
+        self.pos_emb = torch.nn.Embedding(max_len, d_model)
+        self.head = torch.nn.Linear(d_model, vocab_size, bias=False)
+
+    def new_cache(self) -> list:
+        """An empty cache: nothing seen yet."""
+        return [0.0, 0]
+
+    def forward(self, idx: Tensor, cache: list | None = None) -> Tensor:
+        """``idx (B, L)`` -> logits ``(B, L, V)``; with a cache, ``idx`` follows the tokens
+        already fed into it."""
+        seen_sum, seen = (0.0, 0) if cache is None else cache
+        x = self.tok_emb(idx)  # (B, L, D)
+        sums = seen_sum + x.cumsum(dim=1)
+        counts = torch.arange(seen + 1, seen + idx.size(1) + 1, dtype=x.dtype)[:, None]
+        if cache is not None:
+            cache[:] = [sums[:, -1:], seen + idx.size(1)]
+        positions = torch.arange(seen, seen + idx.size(1))
+        if positions[-1] >= self.max_len:
+            raise IndexError(f"position {int(positions[-1])} is past max_len={self.max_len}")
+        return self.head(torch.tanh(sums / counts + self.pos_emb(positions)))
 _PROMPT_ROWS = 128  # copies of each prompt in a sampled case: the first new token is counted
 
 
 def _generate_cases(seed: int) -> list[Case]:
     g = torch.Generator().manual_seed(seed)
-    state = _weights(ref.GPT(**_GEN), g, torch.float64)
+    state = random_state(PrefixLM(**_GEN), g, torch.float64, embedding=1.0, scale=2.0)
     prompt = torch.randint(_GEN["vocab_size"], (3, 4), generator=g)
     many = prompt.repeat(_PROMPT_ROWS, 1)
     settings = [
@@ -405,7 +443,7 @@ def _generate_cases(seed: int) -> list[Case]:
 
 
 def _run_generate(f: Any, a: dict[str, Any]) -> tuple[Tensor, Tensor]:
-    model = build_module(ref.GPT, a["init"], a[STATE])
+    model = build_module(PrefixLM, a["init"], a[STATE])
     outputs = []
     for use_cache in (False, True):
         new = a.get("cached_new_tokens", a["max_new_tokens"]) if use_cache else a["max_new_tokens"]

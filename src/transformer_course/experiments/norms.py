@@ -56,8 +56,9 @@ class CountModel(nn.Module):
     """Token embeddings, sinusoidal positions, ``n_layers`` encoder layers and a linear
     read-out of the count at every position: ``(B, L)`` ids -> ``(B, L, L + 1)`` logits.
 
-    ``layer`` and ``norm`` are the classes to build from (chapter 4 passes the student's
-    ``EncoderLayer`` and ``LayerNorm``); a pre-norm stack ends with one more ``norm``.
+    ``layer``, ``norm`` and ``positions`` are the classes to build from (chapter 4 passes
+    the student's ``EncoderLayer``, ``LayerNorm`` and ``PositionalEncoding``); a pre-norm
+    stack ends with one more ``norm``.
     """
 
     def __init__(
@@ -70,10 +71,11 @@ class CountModel(nn.Module):
         n_heads: int = 4,
         layer: Callable[..., nn.Module] = EncoderLayer,
         norm: Callable[[int], nn.Module] = LayerNorm,
+        positions: Callable[[int, int], nn.Module] = PositionalEncoding,
     ):
         super().__init__()
         self.embed = nn.Embedding(vocab_size, d_model)
-        self.pos = PositionalEncoding(d_model, seq_len)
+        self.pos = positions(d_model, seq_len)
         self.layers = nn.ModuleList(
             layer(d_model, n_heads, 2 * d_model, norm_first=norm_first) for _ in range(n_layers)
         )
@@ -121,6 +123,7 @@ def train_norm_run(
     seed: int = 0,
     layer: Callable[..., nn.Module] = EncoderLayer,
     norm: Callable[[int], nn.Module] = LayerNorm,
+    positions: Callable[[int, int], nn.Module] = PositionalEncoding,
     threads: int | None = 1,
 ) -> NormRun:
     """Train one :class:`CountModel` with Adam at peak ``lr`` for ``steps`` steps.
@@ -132,7 +135,8 @@ def train_norm_run(
     run = NormRun(norm_first, lr, warmup_steps)
     with torch_threads(threads):
         torch.manual_seed(seed)
-        model = CountModel(norm_first, n_layers, seq_len, vocab_size, layer=layer, norm=norm)
+        model = CountModel(norm_first, n_layers, seq_len, vocab_size, layer=layer, norm=norm,
+                           positions=positions)
         optimizer = torch.optim.Adam(model.parameters(), lr=lr)
         generator = torch.Generator().manual_seed(seed + 1)
         with fused_kernels(model):

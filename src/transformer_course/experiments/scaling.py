@@ -12,6 +12,7 @@ reports what :func:`transformer_course.why.fit_power_law` fits;
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
@@ -76,6 +77,7 @@ def _validation_batches(corpus: Corpus, block_size: int, n: int, seed: int) -> l
 def _train_and_measure(
     model: nn.Module, corpus: Corpus, val: list[Tensor], steps: int, batch_size: int,
     block_size: int, lr: float, seed: int, desc: str,
+    loss: Callable[[Tensor, Tensor], Tensor] = next_token_loss,
 ) -> tuple[list[float], float, float]:
     """Train ``model`` on the same batches in the same order as every other model of the
     experiment; return its training losses, validation loss (nats per character) and
@@ -87,11 +89,11 @@ def _train_and_measure(
         return (get_batch(corpus.train, batch_size, block_size, generator),)
 
     start = time.perf_counter()
-    losses = train_loop(model, optimizer, next_batch, lambda m, x: next_token_loss(m(x), x), steps,
+    losses = train_loop(model, optimizer, next_batch, lambda m, x: loss(m(x), x), steps,
                         desc=desc, device="cpu")
     seconds = time.perf_counter() - start
     with torch.no_grad(), fused_kernels(model):
-        val_loss = sum(next_token_loss(model(x), x).item() for x in val) / len(val)
+        val_loss = sum(loss(model(x), x).item() for x in val) / len(val)
     return losses, val_loss, seconds
 
 
@@ -183,11 +185,14 @@ def position_ablation(
     val_batches: int = 4,
     seed: int = 0,
     num_threads: int | None = 1,
+    gpt: Callable[..., nn.Module] = GPT,
+    loss: Callable[[Tensor, Tensor], Tensor] = next_token_loss,
 ) -> PositionAblation:
     """Train chapter 06's ``GPT`` twice on the same budget and the same batches: once as
     it is (learned positions) and once with its position embedding set to zero and
     frozen, so that nothing but the causal mask tells a position where it stands
-    ("NoPE"). Both start from the same initial weights.
+    ("NoPE"). Both start from the same initial weights. ``gpt`` and ``loss`` are the
+    ``GPT`` class and ``next_token_loss`` to use (chapter 6 passes the student's).
 
     Returns:
         losses and models under the keys ``"learned positions"`` and
@@ -199,12 +204,12 @@ def position_ablation(
     with torch_threads(num_threads):
         for name in ("learned positions", "no positions (NoPE)"):
             torch.manual_seed(seed)
-            model = GPT(corpus.tokenizer.vocab_size, block_size, d_model, d_model // head_dim, n_layers)
+            model = gpt(corpus.tokenizer.vocab_size, block_size, d_model, d_model // head_dim, n_layers)
             if name.startswith("no positions"):
                 with torch.no_grad():
                     model.pos_emb.weight.zero_()
                 model.pos_emb.weight.requires_grad_(False)
             losses, val_loss, _ = _train_and_measure(
-                model, corpus, val, steps, batch_size, block_size, lr, seed, name)
+                model, corpus, val, steps, batch_size, block_size, lr, seed, name, loss)
             result.val_loss[name], result.train_losses[name], result.models[name] = val_loss, losses, model
     return result
