@@ -12,6 +12,7 @@ import shutil
 import stat
 import subprocess
 import sys
+import sysconfig
 import tempfile
 import tomllib
 import zipfile
@@ -22,7 +23,7 @@ import pytest
 from packaging.specifiers import SpecifierSet
 from packaging.version import Version
 
-from autograder import GradingError
+from autograder import GradingError, isolation, view
 from autograder.grader import Grader
 from autograder.gradescope import (
     CPU_INDEX,
@@ -242,6 +243,26 @@ def test_setup_installs_its_own_python_with_uv_when_the_image_python_is_too_old(
     # uv asked the mirror for the newest release of the series, to unpack under the root.
     assert f"{mirror}/" in done.stderr and f"cpython-{series}." in done.stderr, done.stderr
     assert (home / "python").is_dir() and not (home / "venv").exists()
+
+
+def test_the_sandbox_of_an_installed_grader_holds_its_site_packages_and_not_the_current_folder(
+        monkeypatch, tmp_path):
+    """In Gradescope's venv the grader is a copy in site-packages (where torch is too), and
+    run_autograder starts in /autograder/source, which holds the course's sources."""
+    site = Path(sysconfig.get_paths()["purelib"]).resolve()
+    monkeypatch.setattr(view, "package_dir", lambda: site / "transformer_course")
+    monkeypatch.setattr(view, "autograder_dir", lambda: site / "autograder")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    binds = [Path(b) for b in isolation._python_binds()]
+    assert any(site.is_relative_to(b) for b in binds) and Path(sys.prefix).resolve() in binds
+    assert not any(tmp_path.is_relative_to(b) for b in binds)
+
+
+def test_the_sandbox_of_a_source_tree_grader_holds_none_of_the_repository():
+    binds = [Path(b) for b in isolation._python_binds()]
+    assert Path(sys.prefix).resolve() in binds
+    assert not any(ROOT.is_relative_to(b) or b == ROOT / "src" for b in binds)
 
 
 @pytest.fixture(scope="module")
