@@ -83,7 +83,8 @@ def main(argv: list[str] | None = None) -> int:
 
                 old = json.loads(RESOURCES.read_text()) if RESOURCES.is_file() else {"chapters": {}}
                 new = measure(args.chapters, args.seed)
-                new["chapters"] = {**old["chapters"], **new["chapters"]}
+                merged = {**old["chapters"], **new["chapters"]}
+                new["chapters"] = dict(sorted(merged.items()))  # chapter ids sort in course order
                 write_atomic(RESOURCES, json.dumps(new, indent=1) + "\n")
                 print(f"wrote {RESOURCES}")
             print(f"wrote {build_zip(args.chapters, args.out, args.seed, args.hidden_visibility)}")

@@ -49,32 +49,54 @@ def bwrap() -> str | None:
     return shutil.which("bwrap") or next((p for p in ("/usr/bin/bwrap",) if os.access(p, os.X_OK)), None)
 
 
+@functools.cache
+def _isolated_path() -> list[str]:
+    """``sys.path`` of ``python -I`` (the worker) with this interpreter."""
+    done = subprocess.run([sys.executable, "-I", "-c", "import sys; print(*sys.path, sep=chr(10))"],
+                          stdin=subprocess.DEVNULL, capture_output=True, text=True, check=True, timeout=60)
+    return [line for line in done.stdout.splitlines() if line]
+
+
 def _python_binds() -> list[str]:
     """Folders the interpreter needs: its installation, the virtual environment, every
-    link on the way to the executable, and the import path, except the folders that hold
-    the course's own packages (the repository: the view replaces them)."""
+    link on the way to the executable, and the import path of ``python -I`` (the
+    worker's: not this process's current folder, which on Gradescope is
+    ``/autograder/source`` with the course's sources and every check's cases, nor
+    PYTHONPATH).
+
+    From a source tree (an editable install) the folders in or around the repository are
+    left out (``solutions/``, ``tests/``, ``.git``; the view replaces the packages). From
+    a copy installed in site-packages (Gradescope's venv) site-packages is bound like the
+    rest of the environment, and the view is bound over the two packages in it.
+    """
     from autograder.view import autograder_dir, package_dir
 
     ours = (package_dir(), autograder_dir())
-    repository = Path(os.path.commonpath(ours))  # never bound: solutions/, tests/, .git
-    folders = {Path(sys.base_prefix).resolve(), Path(sys.prefix).resolve()}
-    folders.update(Path(sysconfig.get_paths()[key]).resolve()
-                   for key in ("stdlib", "platstdlib", "purelib", "platlib"))
+    site = {Path(sysconfig.get_paths()[key]).resolve() for key in ("purelib", "platlib")}
+    installed = all(p.parent in site for p in ours)
+    repository = Path(os.path.commonpath(ours))
+
+    def source(path: Path) -> bool:
+        """In the repository, or holding part of it."""
+        return not installed and (path.is_relative_to(repository)
+                                  or any(p.is_relative_to(path) for p in ours))
+
+    folders = {Path(sys.base_prefix).resolve(), Path(sys.prefix).resolve(), *site}
+    folders.update(Path(sysconfig.get_paths()[key]).resolve() for key in ("stdlib", "platstdlib"))
     hop = Path(sys.executable).absolute()
     for _ in range(40):  # each link's folder (a venv made from another venv's python)
         folders.add(hop.parent.resolve())
         if not hop.is_symlink():
             break
         hop = (hop.parent / os.readlink(hop)).absolute()
-    for entry in sys.path:
-        path = Path(entry or ".").resolve()
-        if path.is_dir() and not path.is_relative_to(repository) \
-                and not any(p.is_relative_to(path) for p in ours):
+    for entry in _isolated_path():
+        path = Path(entry).resolve()
+        if path.is_dir() and not source(path):
             folders.add(path)
     kept: list[Path] = []
     for folder in sorted(folders, key=lambda p: len(p.parts)):
         if folder.exists() and not any(folder.is_relative_to(k) for k in kept) \
-                and not any(p.is_relative_to(folder) for p in ours):
+                and (installed or not any(p.is_relative_to(folder) for p in ours)):
             kept.append(folder)
     return [str(k) for k in kept if not str(k).startswith("/usr/")]
 

@@ -12,6 +12,7 @@ import shutil
 import stat
 import subprocess
 import sys
+import sysconfig
 import tempfile
 import tomllib
 import zipfile
@@ -22,7 +23,7 @@ import pytest
 from packaging.specifiers import SpecifierSet
 from packaging.version import Version
 
-from autograder import GradingError
+from autograder import GradingError, gradescope, isolation, view
 from autograder.grader import Grader
 from autograder.gradescope import (
     CPU_INDEX,
@@ -106,7 +107,7 @@ def test_hidden_cases_are_shown_after_the_due_date_unless_configured(tmp_path):
         build_zip([CHAPTER], tmp_path / "bad.zip", hidden_visibility="later")
 
 
-def test_the_readme_gives_the_settings_measured_for_its_chapters(tmp_path):
+def test_the_readme_gives_the_settings_measured_for_its_chapters(tmp_path, monkeypatch):
     measured = json.loads(RESOURCES.read_text())
     assert set(measured["chapters"]) == {p.stem for p in (ROOT / "solutions").glob("*.ipynb")}
     with zipfile.ZipFile(build_zip([CHAPTER], tmp_path / "autograder.zip")) as z:
@@ -116,7 +117,12 @@ def test_the_readme_gives_the_settings_measured_for_its_chapters(tmp_path):
     assert f"| {CHAPTER} | {row['seconds']:g} | {row['cpu_seconds']:g} | {row['peak_mib']} |" in readme
     gigabytes = -(-(row["peak_mib"] + measured["child_memory_limit_mib"]) // 1024)
     assert f"Memory: at least {gigabytes} GB" in readme and "Not measured" not in readme
-    assert "Not measured yet: 07_training" in resources_text([CHAPTER, "07_training"])
+    # A chapter the file lacks is named as such, and its figures are left out.
+    del measured["chapters"]["07_training"]
+    (tmp_path / "resources.json").write_text(json.dumps(measured))
+    monkeypatch.setattr(gradescope, "RESOURCES", tmp_path / "resources.json")
+    text = resources_text([CHAPTER, "07_training"])
+    assert "Not measured yet: 07_training" in text and "| 07_training |" not in text
 
 
 def test_measuring_grades_the_solution_and_sees_the_worker():
@@ -242,6 +248,26 @@ def test_setup_installs_its_own_python_with_uv_when_the_image_python_is_too_old(
     # uv asked the mirror for the newest release of the series, to unpack under the root.
     assert f"{mirror}/" in done.stderr and f"cpython-{series}." in done.stderr, done.stderr
     assert (home / "python").is_dir() and not (home / "venv").exists()
+
+
+def test_the_sandbox_of_an_installed_grader_holds_its_site_packages_and_not_the_current_folder(
+        monkeypatch, tmp_path):
+    """In Gradescope's venv the grader is a copy in site-packages (where torch is too), and
+    run_autograder starts in /autograder/source, which holds the course's sources."""
+    site = Path(sysconfig.get_paths()["purelib"]).resolve()
+    monkeypatch.setattr(view, "package_dir", lambda: site / "transformer_course")
+    monkeypatch.setattr(view, "autograder_dir", lambda: site / "autograder")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    binds = [Path(b) for b in isolation._python_binds()]
+    assert any(site.is_relative_to(b) for b in binds) and Path(sys.prefix).resolve() in binds
+    assert not any(tmp_path.is_relative_to(b) for b in binds)
+
+
+def test_the_sandbox_of_a_source_tree_grader_holds_none_of_the_repository():
+    binds = [Path(b) for b in isolation._python_binds()]
+    assert Path(sys.prefix).resolve() in binds
+    assert not any(ROOT.is_relative_to(b) or b == ROOT / "src" for b in binds)
 
 
 @pytest.fixture(scope="module")
