@@ -206,7 +206,7 @@ def test_student_edits_runs_checks_and_is_graded_in_jupyterlab(jupyterlab, brows
 
     page = browser.new_page(viewport={"width": 1280, "height": 1000})
     # Generous: in the full suite the kernel shares the cores with the book's build.
-    page.set_default_timeout(240_000)
+    page.set_default_timeout(600_000)
     page.goto(url.replace("/lab?", f"/lab/tree/{path.name}?"))
     cells = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook .jp-Cell")
     cells.nth(len(notebook.cells) - 1).wait_for()
