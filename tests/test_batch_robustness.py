@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 from classgen import make_class, write_class
+from result_files import without_timings
 
 from autograder.batch import ClassGrades, grade_class, merge_class, read_class_folder, shard_of
 from autograder.grader import Grader, Limits
@@ -28,16 +29,7 @@ from autograder.results import result_problem
 ROOT = Path(__file__).resolve().parents[1]
 CHAPTER = "01_attention"
 LIMITS = Limits(timeout_floor=5.0, load_timeout=5.0)
-TIMINGS = ("execution_time", "time_taken")
 ATTACKERS = ("deep_json", "huge_file", "grades.csv", "linked", "forger")
-
-
-def _without_timings(value):
-    if isinstance(value, dict):
-        return {k: _without_timings(v) for k, v in value.items() if k not in TIMINGS}
-    if isinstance(value, list):
-        return [_without_timings(v) for v in value]
-    return value
 
 
 def _make_class(root: Path, outside: Path) -> list[str]:
@@ -80,7 +72,7 @@ def test_every_honest_student_gets_the_result_they_get_alone(batch):
             alone = grader.grade(path, CHAPTER)
             stored = json.loads((out / student / f"{CHAPTER}.json").read_text())
             del stored["extra_data"]["fingerprint"]
-            assert _without_timings(stored) == _without_timings(alone), student
+            assert without_timings(stored) == without_timings(alone), student
     assert sum(grades[s][CHAPTER]["score"] for s in honest) > 0.8 * 6 * len(honest)
 
 
@@ -170,7 +162,7 @@ def _files(out: Path) -> dict[str, object]:
     for path in sorted(out.rglob("*")):
         if path.is_file():
             name = path.relative_to(out).as_posix()
-            found[name] = (_without_timings(json.loads(path.read_text())) if path.suffix == ".json"
+            found[name] = (without_timings(json.loads(path.read_text())) if path.suffix == ".json"
                            else path.read_text())
     return found
 

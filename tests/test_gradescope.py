@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 from packaging.specifiers import SpecifierSet
 from packaging.version import Version
+from result_files import without_timings
 
 from autograder import GradingError, gradescope, isolation, view
 from autograder.grader import Grader
@@ -44,9 +45,6 @@ ROOT = Path(__file__).resolve().parents[1]
 CHAPTER = "01_attention"
 SUBMISSIONS = {"solution": ROOT / "solutions" / f"{CHAPTER}.ipynb",
                "student": ROOT / "notebooks" / f"{CHAPTER}.ipynb"}
-# Vary from run to run; everything else in a result must be equal.
-TIMINGS = ("execution_time", "time_taken")
-
 
 def _unpack(tmp: Path) -> Path:
     """Unzip a fresh autograder zip into ``tmp/autograder/source`` as Gradescope does."""
@@ -69,14 +67,6 @@ def _run_autograder(home: Path, **env: str) -> dict:
                           timeout=600, env={**os.environ, "AUTOGRADER_ROOT": str(home), **env})
     assert done.returncode == 0, done.stderr
     return json.loads((home / "results" / "results.json").read_text())
-
-
-def _without_timings(value):
-    if isinstance(value, dict):
-        return {k: _without_timings(v) for k, v in value.items() if k not in TIMINGS}
-    if isinstance(value, list):
-        return [_without_timings(v) for v in value]
-    return value
 
 
 def test_zip_holds_the_scripts_the_course_and_a_readme(tmp_path):
@@ -311,6 +301,6 @@ def test_setup_then_run_autograder_grades_as_the_command_line_does(gradescope_im
     subprocess.run([sys.executable, "-m", "autograder", "grade", str(notebook), "--chapter", CHAPTER,
                     "--json", str(tmp_path / "cli.json")], check=True, capture_output=True, cwd=ROOT)
     cli = with_hidden_cases(json.loads((tmp_path / "cli.json").read_text()), "after_due_date")
-    assert _without_timings(gradescope) == _without_timings(cli)
+    assert without_timings(gradescope) == without_timings(cli)
     assert gradescope["score"] == (gradescope["max_score"] if kind == "solution" else 0)
     assert gradescope["max_score"] == 6 and len(gradescope["tests"]) >= 2
