@@ -168,7 +168,8 @@ def test_min_python_is_the_oldest_that_the_course_and_its_pins_accept():
             specs.append(dist.metadata["Requires-Python"])
     oldest = Version(min_python())
     assert all(oldest in SpecifierSet(s) for s in specs)
-    below = Version(".".join(map(str, [*oldest.release[:-1], oldest.release[-1] - 1])))
+    major, minor, patch = (*oldest.release, 0, 0)[:3]
+    below = Version(f"{major}.{minor}.{patch - 1}" if patch else f"{major}.{minor - 1}.99")  # the newest older one
     assert not all(below in SpecifierSet(s) for s in specs), below
 
 
