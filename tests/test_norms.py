@@ -18,6 +18,7 @@ from transformer_course.experiments.norms import (
     norm_sweep,
     train_norm_run,
 )
+from transformer_course.training import other_setting_seconds
 
 
 def test_count_batch_counts_each_token_in_its_row():
@@ -107,3 +108,11 @@ def test_step_times_measure_both_settings(monkeypatch):
     times = norm_step_times(n_layers=1, seq_len=6, vocab_size=4, batch=8, repeats=2)
     assert set(times) == {"as written", "fused"} and all(ms > 0 for ms in times.values())
     assert len(calls) >= 3  # the fused warm-up step (and its check) and two timed steps
+
+
+def test_other_setting_scales_a_run_by_the_measured_step_times():
+    """A run as written that took 30 s, with steps 3x slower than fused: about 10 s fused;
+    a fused run of 10 s: about 30 s as written."""
+    step_ms = {"as written": 60.0, "fused": 20.0}
+    assert other_setting_seconds(step_ms, fused=False, seconds=30.0) == 10.0
+    assert other_setting_seconds(step_ms, fused=True, seconds=10.0) == 30.0

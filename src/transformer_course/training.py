@@ -161,8 +161,8 @@ def other_setting_seconds(step_ms: dict[str, float], fused: bool, seconds: float
     """About how long the ``seconds`` a run trained with ``fused`` would take with the
     other setting: scaled by the ratio of the per-step times that :func:`step_times`
     measured (``{"as written": ms, "fused": ms}``)."""
-    ratio = step_ms["as written"] / step_ms["fused"]
-    return seconds / ratio if fused else seconds * ratio
+    slower = step_ms["as written"] / step_ms["fused"]  # as written over fused, per step
+    return seconds * slower if fused else seconds / slower
 
 
 def seq2seq_loss(
