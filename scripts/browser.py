@@ -41,19 +41,24 @@ INSTALL_HINT = """No Chrome or Chromium found. Install one of:
 or set CHROMIUM=/path/to/chrome."""
 
 
-def _playwright_chromium() -> str | None:
-    """The Chromium that ``playwright install chromium`` put in its cache, if present."""
+def _playwright_chromium(playwright=None) -> str | None:
+    """The Chromium that ``playwright install chromium`` put in its cache, if present.
+    ``playwright``: a running ``sync_playwright()`` instance to ask (a second one cannot
+    start inside it); None starts one."""
+    if playwright is not None:
+        path = playwright.chromium.executable_path
+        return path if path and Path(path).is_file() else None
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
         return None
-    with sync_playwright() as playwright:
-        path = playwright.chromium.executable_path
-    return path if path and Path(path).is_file() else None
+    with sync_playwright() as started:
+        return _playwright_chromium(started)
 
 
-def find_browser() -> str:
-    """Path of an installed Chrome or Chromium.
+def find_browser(playwright=None) -> str:
+    """Path of an installed Chrome or Chromium (``playwright``: a running
+    ``sync_playwright()`` instance, when the caller has one).
 
     Raises:
         RuntimeError: when none is found; the message says what to install.
@@ -65,14 +70,14 @@ def find_browser() -> str:
     for name in NAMES:
         if path := shutil.which(name):
             return path
-    if path := _playwright_chromium():
+    if path := _playwright_chromium(playwright):
         return path
     raise RuntimeError(INSTALL_HINT)
 
 
 def launch(playwright, **kwargs):
     """Start the found browser headless through a ``sync_playwright()`` instance."""
-    return playwright.chromium.launch(executable_path=find_browser(), args=ARGS, **kwargs)
+    return playwright.chromium.launch(executable_path=find_browser(playwright), args=ARGS, **kwargs)
 
 
 if __name__ == "__main__":

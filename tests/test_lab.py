@@ -24,7 +24,9 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
+from transformer_course import release
 from transformer_course.checks.ch01_attention import SOFTMAX
 from transformer_course.workspace import WORKSPACE_ENV
 
@@ -37,6 +39,11 @@ CORRECT = [
     "    exp = (x - x.amax(dim=dim, keepdim=True)).exp()",
     "    return exp / exp.sum(dim=dim, keepdim=True)",
 ]
+# The longest any one step in the page may take (a whole chapter's Run All is one): generous,
+# since in the full suite the kernel shares the cores with the book's build.
+WAIT_S = 600
+KERNEL_IDLE = re.compile(r"Python 3 \(ipykernel\) \| Idle")  # the status bar's kernel item
+RAN = re.compile(r"\[(\*|\d+)\]")  # a cell's prompt once it is queued or has run
 NO_MAX = [  # the catalogued mistake "no max subtraction"
     "def softmax(x, dim=-1):",
     "    exp = x.exp()",
@@ -144,6 +151,46 @@ def jupyterlab(tmp_path, lab):
         assert not left, f"processes left behind by JupyterLab: {left}"
 
 
+def _until(page, what: str, wait, artifacts: Path, seconds: float = WAIT_S) -> None:
+    """Run the Playwright wait ``wait(timeout_ms)``; when it has not happened within
+    ``seconds``, fail with ``what``, the kernel's status and a screenshot of the page
+    (never wait forever)."""
+    try:
+        wait(seconds * 1000)
+    except PlaywrightTimeout:
+        shot = artifacts / "lab" / ("timeout-" + re.sub(r"\W+", "-", what).strip("-")[:60] + ".png")
+        shot.parent.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=shot)
+        status = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook-ExecutionIndicator")
+        kernel = status.first.get_attribute("data-status", timeout=5000) if status.count() else "none"
+        pytest.fail(f"{what}: not within {seconds:.0f} s (kernel {kernel}); the page then: {shot}")
+
+
+def _run_all(page, url: str, path: Path, artifacts: Path) -> tuple[object, list]:
+    """Open the notebook at ``path``, wait for its kernel, and Run > Run All Cells: (its
+    cells, their output areas)."""
+    notebook = nbformat.read(path, as_version=4)
+    page.goto(url.replace("/lab?", f"/lab/tree/{path.name}?"))
+    panel = ".jp-NotebookPanel:not(.lm-mod-hidden)"
+    cells = page.locator(f"{panel} .jp-Notebook .jp-Cell")
+    _until(page, f"{path.name} shows all its cells",
+           lambda ms: cells.nth(len(notebook.cells) - 1).wait_for(timeout=ms), artifacts)
+    assert cells.count() == len(notebook.cells)
+    # The status bar, not the toolbar's execution indicator: the indicator reads "idle"
+    # from the start, seconds before the kernel exists, and Run All Cells then runs no
+    # cell at all (JupyterLab skips cells while the notebook has no kernel).
+    _until(page, f"{path.name}'s kernel is connected and idle",
+           lambda ms: page.locator("#jp-main-statusbar", has_text=KERNEL_IDLE).wait_for(timeout=ms),
+           artifacts)
+    page.locator(".lm-MenuBar-itemLabel", has_text=re.compile("^Run$")).click()
+    page.locator(".lm-Menu-itemLabel", has_text=re.compile("^Run All Cells$")).click()
+    first_code = next(i for i, cell in enumerate(notebook.cells) if cell.cell_type == "code")
+    _until(page, f"Run All Cells starts {path.name}'s first code cell",
+           lambda ms: cells.nth(first_code).locator(".jp-InputPrompt", has_text=RAN).wait_for(timeout=ms),
+           artifacts)
+    return cells, [cells.nth(i).locator(".jp-OutputArea") for i in range(len(notebook.cells))]
+
+
 def _cell_index(notebook, text: str) -> int:
     return next(i for i, cell in enumerate(notebook.cells) if cell.source.startswith(text))
 
@@ -204,22 +251,14 @@ def test_student_edits_runs_checks_and_is_graded_in_jupyterlab(jupyterlab, brows
                       if "softmax(" in notebook.cells[i].source)
 
     page = browser.new_page(viewport={"width": 1280, "height": 1000})
-    # Generous: in the full suite the kernel shares the cores with the book's build.
-    page.set_default_timeout(600_000)
-    page.goto(url.replace("/lab?", f"/lab/tree/{path.name}?"))
-    cells = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook .jp-Cell")
-    cells.nth(len(notebook.cells) - 1).wait_for()
-    assert cells.count() == len(notebook.cells)
-    page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']").wait_for()
+    page.set_default_timeout(WAIT_S * 1000)  # clicks and reads too: nothing waits forever
 
     # Run > Run All Cells: the check cell says "not implemented yet", and the run stops
     # at the first cell that calls the stub.
-    page.locator(".lm-MenuBar-itemLabel", has_text=re.compile("^Run$")).click()
-    page.locator(".lm-Menu-itemLabel", has_text=re.compile("^Run All Cells$")).click()
-    outputs = [cells.nth(i).locator(".jp-OutputArea") for i in range(len(notebook.cells))]
-    page.wait_for_function(  # the stub's error in the first cell that calls it
-        "el => el.innerText.includes('NotImplementedError')",
-        arg=outputs[first_call].element_handle(), polling=200)
+    cells, outputs = _run_all(page, url, path, artifacts)
+    _until(page, "chapter 1's Run All reaches the stub's NotImplementedError",
+           lambda ms: outputs[first_call].get_by_text("NotImplementedError").first.wait_for(timeout=ms),
+           artifacts)
     assert "not implemented yet" in outputs[check].inner_text()
 
     # A correct softmax, typed into the exercise cell; run it and its check.
@@ -227,7 +266,8 @@ def test_student_edits_runs_checks_and_is_graded_in_jupyterlab(jupyterlab, brows
     _type_code(page, editor, CORRECT)
     page.keyboard.press("Shift+Enter")
     page.keyboard.press("Shift+Enter")
-    outputs[check].get_by_text("PASS").wait_for()
+    _until(page, "check(softmax) says PASS for a correct softmax",
+           lambda ms: outputs[check].get_by_text("PASS").wait_for(timeout=ms), artifacts)
     shown = outputs[check].inner_text()
     visible = len(SOFTMAX.make_cases(0))
     assert f"passed all {visible} visible cases; the grader also runs hidden ones." in shown
@@ -244,7 +284,8 @@ def test_student_edits_runs_checks_and_is_graded_in_jupyterlab(jupyterlab, brows
     _type_code(page, editor, NO_MAX)
     page.keyboard.press("Shift+Enter")
     page.keyboard.press("Shift+Enter")
-    outputs[check].get_by_text("Likely mistake").wait_for()
+    _until(page, "check(softmax) names the likely mistake",
+           lambda ms: outputs[check].get_by_text("Likely mistake").wait_for(timeout=ms), artifacts)
     hint = next(m.hint for m in SOFTMAX.mistakes if m.name == "no max subtraction")
     shown = outputs[check].inner_text()
     assert "FAIL" in shown and hint in shown, shown
@@ -265,6 +306,50 @@ def test_student_edits_runs_checks_and_is_graded_in_jupyterlab(jupyterlab, brows
         assert (shots / shot).read_bytes().startswith(b"\x89PNG")
 
 
+
+
+def test_passed_attention_runs_in_the_next_chapters_encoder(jupyterlab, browser, artifacts):
+    """Chapter 02's exercises, written earlier by the student (the course's answers), run
+    in the page: check(MultiHeadAttention) passes and keeps it in mine/. Chapter 04 then
+    says, in its import cell's output, that its encoder's attention is the student's."""
+    url, work = jupyterlab
+    chapter2 = work / "02_multi_head_attention.ipynb"
+    notebook = nbformat.read(chapter2, as_version=4)
+    solution = release.synced_solution(nbformat.read(ROOT / "solutions" / chapter2.name, as_version=4))
+    answers = {c.metadata["reference"]: c.source for c in solution.cells if c.metadata.get("reference")}
+    for cell in notebook.cells:
+        if cell.metadata.get("reference"):
+            cell.source = answers[cell.metadata["reference"]]
+    nbformat.write(notebook, chapter2)
+    check = _cell_index(notebook, "check(MultiHeadAttention)")
+
+    page = browser.new_page(viewport={"width": 1280, "height": 1000})
+    page.set_default_timeout(WAIT_S * 1000)  # clicks and reads too: nothing waits forever
+    cells, outputs = _run_all(page, url, chapter2, artifacts)
+    _until(page, "chapter 2's check(MultiHeadAttention) keeps the class in mine/",
+           lambda ms: outputs[check].get_by_text("Kept in mine/MultiHeadAttention.py").wait_for(timeout=ms),
+           artifacts)
+    assert "PASS" in outputs[check].inner_text()
+    assert (work / "mine" / "MultiHeadAttention.py").is_file()
+
+    chapter4 = nbformat.read(work / "04_encoder.ipynb", as_version=4)
+    imports = _cell_index(chapter4, "import math")
+    cells, outputs = _run_all(page, url, work / "04_encoder.ipynb", artifacts)
+    _until(page, "chapter 4's import cell says its MultiHeadAttention is yours",
+           lambda ms: outputs[imports].get_by_text("MultiHeadAttention: yours").wait_for(timeout=ms),
+           artifacts)
+    shown = outputs[imports].inner_text()
+    assert re.search(r"MultiHeadAttention: yours \(chapter 2, passed \d{4}-\d\d-\d\d; "
+                     r"mine/MultiHeadAttention\.py\)", shown), shown
+    assert "padding_mask: the course's reference (chapter 1 not passed yet here)" in shown
+    cells.nth(imports).scroll_into_view_if_needed()
+    shots = artifacts / "lab"
+    shots.mkdir(parents=True, exist_ok=True)
+    cells.nth(imports).screenshot(path=shots / "encoder_runs_yours.png")
+    page.close()
+    assert (shots / "encoder_runs_yours.png").read_bytes().startswith(b"\x89PNG")
+
+
 def test_lab_command_allows_root_only_for_root(lab, tmp_path):
     as_root = lab.lab_command(tmp_path, "127.0.0.1", 8888, "t", [], is_root=True)
     as_user = lab.lab_command(tmp_path, "127.0.0.1", 8888, "t", ["--foo"], is_root=False)
@@ -282,7 +367,7 @@ def test_browser_is_found_or_named(scripts, monkeypatch, tmp_path):
     monkeypatch.setenv("PATH", str(chrome.parent))
     assert finder.find_browser() == str(chrome)
     chrome.unlink()
-    monkeypatch.setattr(finder, "_playwright_chromium", lambda: None)
+    monkeypatch.setattr(finder, "_playwright_chromium", lambda playwright=None: None)
     with pytest.raises(RuntimeError, match="apt-get install -y chromium") as missing:
         finder.find_browser()
     assert "playwright install chromium" in str(missing.value)

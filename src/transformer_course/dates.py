@@ -15,7 +15,6 @@ import datetime as dt
 import random
 import string
 from collections.abc import Callable, Sequence
-from contextlib import nullcontext
 
 import torch
 from torch import Tensor
@@ -23,7 +22,7 @@ from torch import Tensor
 from transformer_course.attention import padding_mask
 from transformer_course.decoder import greedy_decode
 from transformer_course.device import model_device
-from transformer_course.multi_head import fused_kernels
+from transformer_course.training import speed_switch
 
 PAD, BOS, EOS = "<pad>", "<bos>", "<eos>"
 FIRST_YEAR, LAST_YEAR = 1950, 2049
@@ -178,7 +177,7 @@ def translate(model, sources: Sequence[str], decode: Callable = greedy_decode, m
         max_len: longest output counting ``<bos>`` (an ISO date is 10 characters + 2).
         batch_size: sources decoded at once.
         fused: run attention and LayerNorms through PyTorch's fused kernels
-            (:func:`~transformer_course.multi_head.fused_kernels`) and print what ran
+            (:func:`~transformer_course.training.speed_switch`) and print what ran
             fused; False: the model's code as written.
         mask: a ``padding_mask`` function (yours); the course's reference by default.
 
@@ -188,7 +187,7 @@ def translate(model, sources: Sequence[str], decode: Callable = greedy_decode, m
     model.eval()
     device = model_device(model)
     out = []
-    with fused_kernels(model) if fused else nullcontext() as report:
+    with speed_switch(model, fused) as report:
         for start in range(0, len(sources), batch_size):
             chunk = sources[start : start + batch_size]
             src, src_len = pad_batch([SRC_VOCAB.encode(s) for s in chunk], SRC_VOCAB.pad_id)

@@ -5,7 +5,9 @@ the same batches from the same initial weights with Adam, at several peak learni
 with or without a linear warmup. The task needs attention: for every token of a random
 sequence, predict how many times that token occurs in the sequence.
 :func:`norm_sweep` returns every loss curve; :func:`chance_loss` is the loss of a model
-that ignores the sequence, the line a run that learned nothing stays on.
+that ignores the sequence, the line a run that learned nothing stays on. The runs train
+on the modules' code as written unless told ``fused=True``; :func:`norm_step_times`
+measures what that choice costs.
 """
 
 from __future__ import annotations
@@ -20,8 +22,8 @@ from tqdm.auto import tqdm
 
 from transformer_course.encoder import EncoderLayer, LayerNorm
 from transformer_course.experiments.threads import torch_threads
-from transformer_course.multi_head import fused_kernels
 from transformer_course.positional import PositionalEncoding
+from transformer_course.training import say_fused, speed_switch, step_times
 
 SEQ_LEN, VOCAB_SIZE = 12, 8
 """The task's sequence length and number of distinct tokens."""
@@ -90,6 +92,11 @@ class CountModel(nn.Module):
         return self.head(self.final_norm(x))
 
 
+def count_loss(model: nn.Module, ids: Tensor, counts: Tensor) -> Tensor:
+    """Cross-entropy of ``model``'s predicted counts: ``ids, counts (B, L)`` -> a scalar."""
+    return F.cross_entropy(model(ids).flatten(0, 1), counts.flatten())
+
+
 @dataclass
 class NormRun:
     """One training run: its settings and its loss after every step."""
@@ -125,12 +132,19 @@ def train_norm_run(
     norm: Callable[[int], nn.Module] = LayerNorm,
     positions: Callable[[int, int], nn.Module] = PositionalEncoding,
     threads: int | None = 1,
+    fused: bool = False,
 ) -> NormRun:
     """Train one :class:`CountModel` with Adam at peak ``lr`` for ``steps`` steps.
 
     The learning rate rises linearly over the first ``warmup_steps`` steps (none when 0)
     and then stays constant. The initial weights and the batches depend on ``seed`` only,
     so runs that differ in ``norm_first``, ``lr`` or ``warmup_steps`` see the same data.
+
+    Args:
+        fused: train through PyTorch's fused attention and LayerNorm kernels
+            (:func:`~transformer_course.training.speed_switch`) and print what ran
+            fused. False: the modules' code as written (``layer``, ``norm``).
+        threads: torch threads while it trains (None: unchanged).
     """
     run = NormRun(norm_first, lr, warmup_steps)
     with torch_threads(threads):
@@ -139,17 +153,44 @@ def train_norm_run(
                            positions=positions)
         optimizer = torch.optim.Adam(model.parameters(), lr=lr)
         generator = torch.Generator().manual_seed(seed + 1)
-        with fused_kernels(model):
+        with speed_switch(model, fused) as report:
             for step in tqdm(range(steps), desc=f"{run.name}, lr {lr:g}", leave=False):
                 for group in optimizer.param_groups:
                     group["lr"] = lr * min(1.0, (step + 1) / warmup_steps) if warmup_steps else lr
-                ids, counts = count_batch(batch, seq_len, vocab_size, generator)
-                loss = F.cross_entropy(model(ids).flatten(0, 1), counts.flatten())
+                loss = count_loss(model, *count_batch(batch, seq_len, vocab_size, generator))
                 optimizer.zero_grad()
                 loss.backward()
                 optimizer.step()
                 run.losses.append(loss.item())
+        say_fused(report)
     return run
+
+
+def norm_step_times(
+    n_layers: int = 6,
+    seq_len: int = SEQ_LEN,
+    vocab_size: int = VOCAB_SIZE,
+    batch: int = 64,
+    layer: Callable[..., nn.Module] = EncoderLayer,
+    norm: Callable[[int], nn.Module] = LayerNorm,
+    positions: Callable[[int, int], nn.Module] = PositionalEncoding,
+    threads: int | None = 1,
+    repeats: int = 3,
+) -> dict[str, float]:
+    """Milliseconds of one training step of a post-norm :class:`CountModel` as
+    :func:`train_norm_run` builds it, on the modules' code as written and with
+    ``fused=True`` (:func:`~transformer_course.training.step_times`, with ``threads``
+    torch threads as the runs use).
+
+    Returns:
+        ``{"as written": ms, "fused": ms}``.
+    """
+    with torch_threads(threads):
+        torch.manual_seed(0)
+        model = CountModel(False, n_layers, seq_len, vocab_size, layer=layer, norm=norm,
+                           positions=positions)
+        ids_counts = count_batch(batch, seq_len, vocab_size, torch.Generator().manual_seed(0))
+        return step_times(model, count_loss, ids_counts, repeats=repeats)
 
 
 def norm_sweep(
