@@ -168,8 +168,9 @@ def test_min_python_is_the_oldest_that_the_course_and_its_pins_accept():
             specs.append(dist.metadata["Requires-Python"])
     oldest = Version(min_python())
     assert all(oldest in SpecifierSet(s) for s in specs)
+    # The Python just below the oldest: the last patch before it, or the newest of the minor before.
     major, minor, patch = (*oldest.release, 0, 0)[:3]
-    below = Version(f"{major}.{minor}.{patch - 1}" if patch else f"{major}.{minor - 1}.99")  # the newest older one
+    below = Version(f"{major}.{minor}.{patch - 1}" if patch else f"{major}.{minor - 1}.99")
     assert not all(below in SpecifierSet(s) for s in specs), below
 
 
