@@ -1,4 +1,4 @@
-"""Time chapter 07's BPE training: about 130 kB of English from the course corpus to a
+"""Time chapter 7's BPE training: about 130 kB of English from the course corpus to a
 vocabulary of 500 (one special token), on one CPU thread, the limit CS336 sets for its
 tokenizer being 1.5 s.
 

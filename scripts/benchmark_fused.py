@@ -1,4 +1,4 @@
-"""Time chapters 05 and 06's training with the code as written and with ``fused=True``
+"""Time chapters 5 and 6's training with the code as written and with ``fused=True``
 (not a test).
 
 For each chapter, the chapter's model, batch and optimizer (full setting) train for
@@ -9,7 +9,7 @@ through PyTorch's kernels, :func:`transformer_course.multi_head.fused_kernels`).
 settings alternate in ``--rounds`` rounds in one process, each from a fresh model with
 the same seed, and each keeps its fastest round (the one least disturbed by other
 programs). The full setting's time is the time per step times its number of steps
-(chapter 05: 2,000 steps; chapter 06: 4,500 steps, which its notebook caps at 180 s of
+(chapter 5: 2,000 steps; chapter 6: 4,500 steps, which its notebook caps at 180 s of
 training).
 
 The last line is machine-readable::
@@ -21,8 +21,8 @@ Usage::
     python scripts/benchmark_fused.py [--steps 40] [--rounds 3] [--threads 1]
 
 Measured on the shared 2-core development machine (load average 1 to 3 from other
-programs), ``--steps 20 --rounds 3 --threads 1``: chapter 05, 79.3 ms per step as
-written and 49.7 ms fused (1.60x; 2,000 steps: 159 s against 99 s); chapter 06, 168.7 ms
+programs), ``--steps 20 --rounds 3 --threads 1``: chapter 5, 79.3 ms per step as
+written and 49.7 ms fused (1.60x; 2,000 steps: 159 s against 99 s); chapter 6, 168.7 ms
 and 83.7 ms (2.02x; its GPT uses ``nn.LayerNorm``, so only the attention call changes:
 within the 180 s budget, 1,067 steps as written against 2,150 fused). Under load
 absolute times are several times those of an idle machine; compare settings within one
@@ -50,7 +50,7 @@ CH06_BUDGET_S = 180  # the notebook's max_seconds
 
 
 def chapter05() -> tuple[nn.Module, Callable[[int], tuple], Callable]:
-    """The date model of chapter 05's full setting, and its batches and loss."""
+    """The date model of chapter 5's full setting, and its batches and loss."""
     torch.manual_seed(0)
     model = Transformer(len(dates.SRC_VOCAB), len(dates.TGT_VOCAB), d_model=64, n_heads=4,
                         d_ff=128, n_layers=2, max_len=64)
@@ -59,7 +59,7 @@ def chapter05() -> tuple[nn.Module, Callable[[int], tuple], Callable]:
 
 
 def chapter06() -> tuple[nn.Module, Callable[[int], tuple], Callable]:
-    """Chapter 06's character-level GPT (4 layers, width 128, context 128, batch 8)."""
+    """Chapter 6's character-level GPT (4 layers, width 128, context 128, batch 8)."""
     corpus = load_corpus()
     torch.manual_seed(0)
     model = GPT(corpus.tokenizer.vocab_size, 128, 128, 4, 4)

@@ -1,4 +1,4 @@
-"""Benchmark chapter 06's GPT on this machine (not a test).
+"""Benchmark chapter 6's GPT on this machine (not a test).
 
 Four measurements, in one process so that they share the machine's state:
 
@@ -33,7 +33,7 @@ Usage::
     python scripts/benchmark_gpt.py [--seconds 180] [--threads 2] [--profile]
 
 What the profiler showed (``--profile`` prints the top entries of ten training steps;
-chapter 06 model, one thread; measured on a shared 2-core machine under heavy load, so
+chapter 6 model, one thread; measured on a shared 2-core machine under heavy load, so
 the shares matter more than the times):
 
 - Before, the unfused attention was about 40% of the step (the fused kernel alone made
@@ -59,7 +59,7 @@ the shares matter more than the times):
   no faster here).
 - The fused attention here is ``fused_kernels`` (the training helpers' ``fused=True``):
   the course's module runs as written with its attention call routed to PyTorch's
-  kernel. ``scripts/benchmark_fused.py`` times chapters 05 and 06 with and without it.
+  kernel. ``scripts/benchmark_fused.py`` times chapters 5 and 6 with and without it.
 - Threads: on an idle machine use one thread per core (the default here is 2). On a
   busy one, threads that wait for each other make a step many times slower; one
   thread per process is then faster.

@@ -1,4 +1,4 @@
-"""A synthetic class of submissions for chapters 01 and 02, for the instructor tools.
+"""A synthetic class of submissions for chapters 1 and 2, for the instructor tools.
 
 Each student writes every exercise independently: a structure and a way to write each
 step drawn from the many natural ones (``x.amax(...)`` or ``torch.max(...)[0]``,
@@ -7,7 +7,7 @@ answer in seven with a real bug, in the student's own style (variable names, com
 docstrings, indentation, spacing, quotes, function order). Some students copy: they take
 another student's answers and change every surface (names, comments, formatting, order);
 one of them also rewrites one exercise of
-chapter 01. About a third submit a notebook (the released
+chapter 1. About a third submit a notebook (the released
 notebook with their answers in the exercise cells), the rest a ``.py`` file.
 
 ``python tests/classgen.py OUT --students 500`` writes a class to disk.
@@ -82,7 +82,7 @@ class Pick:
         return self.rng.choice(options)
 
 
-# --------------------------------------------------------------------------- chapter 01
+# --------------------------------------------------------------------------- chapter 1
 
 
 def softmax(p: Pick) -> tuple[str, str]:
@@ -194,7 +194,7 @@ def scaled_dot_product_attention(p: Pick) -> tuple[str, str]:
     return head, body.replace("\npass\n", "\n")
 
 
-# --------------------------------------------------------------------------- chapter 02
+# --------------------------------------------------------------------------- chapter 2
 
 
 def split_heads(p: Pick) -> tuple[str, str]:

@@ -1,4 +1,4 @@
-"""Chapter 01 reference against PyTorch and against the formula written out."""
+"""Chapter 1 reference against PyTorch and against the formula written out."""
 
 import math
 

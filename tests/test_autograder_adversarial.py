@@ -126,7 +126,7 @@ def test_wrong_chapters_notebook_scores_zero(grader, tmp_path):
         pytest.skip("no solution notebook of another chapter yet")
     result = grader.grade(other, CHAPTER)
     assert result["score"] == 0
-    for test in result["tests"]:  # chapter 02 imports chapter 01's reference attention
+    for test in result["tests"]:  # chapter 2 imports chapter 1's reference attention
         assert re.search("was not found|reference solution", test["output"]), test["output"]
 
 

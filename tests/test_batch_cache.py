@@ -65,7 +65,7 @@ def test_another_seed_regrades_everything(graded):
 def test_a_rubric_change_regrades_the_chapter_it_touches(graded, monkeypatch):
     root, out = graded
     table = {chapter: dict(points) for chapter, points in rubric_module.rubric().items()}
-    table["02_multi_head_attention"]["split_heads"] += 1  # no submission of chapter 02
+    table["02_multi_head_attention"]["split_heads"] += 1  # no submission of chapter 2
     monkeypatch.setattr(rubric_module, "rubric", lambda: table)
     assert _counts(_grade(root, out)).endswith("0 to grade, 2 up to date")
     table["01_attention"]["softmax"] = 3

@@ -1,4 +1,4 @@
-"""Chapter 05: the decoder equals PyTorch's; masks and greedy decoding behave as specified."""
+"""Chapter 5: the decoder equals PyTorch's; masks and greedy decoding behave as specified."""
 
 import pytest
 import torch

@@ -1,4 +1,4 @@
-"""Chapter 04: the encoder equals PyTorch's, layer by layer, after copying weights."""
+"""Chapter 4: the encoder equals PyTorch's, layer by layer, after copying weights."""
 
 from contextlib import nullcontext
 

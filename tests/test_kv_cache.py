@@ -1,4 +1,4 @@
-"""The one KV cache that chapter 06's GPT and chapter 08's Llama share."""
+"""The one KV cache that chapter 6's GPT and chapter 8's Llama share."""
 
 import torch
 

@@ -2,10 +2,10 @@
 
 JupyterLab is started the way ``make lab`` starts it (``scripts/lab.py``, so as root
 here it must pass ``--allow-root``), on a free port with a token, in a temporary copy
-of the notebooks. Chromium, driven by Playwright, opens chapter 01, runs all cells,
+of the notebooks. Chromium, driven by Playwright, opens chapter 1, runs all cells,
 types a softmax into the exercise cell, reads the check's verdict and hint, saves, and
-the saved notebook is graded by the autograder. A second walk passes chapter 02's
-MultiHeadAttention in the page and opens chapter 04, whose import says the encoder runs
+the saved notebook is graded by the autograder. A second walk passes chapter 2's
+MultiHeadAttention in the page and opens chapter 4, whose import says the encoder runs
 the student's own attention. Screenshots are kept in ``build/test-artifacts/lab/``.
 """
 
@@ -309,8 +309,8 @@ def test_student_edits_runs_checks_and_is_graded_in_jupyterlab(jupyterlab, brows
 
 
 def test_passed_attention_runs_in_the_next_chapters_encoder(jupyterlab, browser, artifacts):
-    """Chapter 02's exercises, written earlier by the student (the course's answers), run
-    in the page: check(MultiHeadAttention) passes and keeps it in mine/. Chapter 04 then
+    """Chapter 2's exercises, written earlier by the student (the course's answers), run
+    in the page: check(MultiHeadAttention) passes and keeps it in mine/. Chapter 4 then
     says, in its import cell's output, that its encoder's attention is the student's."""
     url, work = jupyterlab
     chapter2 = work / "02_multi_head_attention.ipynb"

@@ -1,4 +1,4 @@
-"""Chapter 08 reference code against PyTorch's and transformers' own implementations."""
+"""Chapter 8 reference code against PyTorch's and transformers' own implementations."""
 
 import pytest
 import torch

@@ -1,4 +1,4 @@
-"""Chapter 07's cross-entropy equals PyTorch's, masks the ignore index and stays finite
+"""Chapter 7's cross-entropy equals PyTorch's, masks the ignore index and stays finite
 where the direct formula overflows."""
 
 import pytest

@@ -65,7 +65,7 @@ def test_loader_rejects_a_layer_with_other_names():
 
 
 def test_loader_runs_the_blocks_it_is_given(model):
-    """Built from chapter 02 and 04 answers written another way (tests/alternatives),
+    """Built from chapter 2 and 4 answers written another way (tests/alternatives),
     MiniLM runs those classes and gives the reference's sentence similarities."""
     from alternatives.ch02_multi_head_attention import MultiHeadAttentionEinsum
     from alternatives.ch04_encoder import (

@@ -1,4 +1,4 @@
-"""Chapter 02 reference: head reshapes, and equality with torch.nn.MultiheadAttention."""
+"""Chapter 2 reference: head reshapes, and equality with torch.nn.MultiheadAttention."""
 
 import pytest
 import torch

@@ -1,4 +1,4 @@
-"""Chapter 07's AdamW, schedule and clipping against PyTorch's."""
+"""Chapter 7's AdamW, schedule and clipping against PyTorch's."""
 
 import math
 

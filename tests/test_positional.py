@@ -1,4 +1,4 @@
-"""Chapter 03 reference: the sinusoidal table, learned positions, and rotary embeddings
+"""Chapter 3 reference: the sinusoidal table, learned positions, and rotary embeddings
 against the Llama implementation in transformers."""
 
 import math

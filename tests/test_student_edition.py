@@ -101,7 +101,7 @@ def assert_no_leak(files: dict[str, str], released: tuple[str, ...] = ()) -> Non
 
 @pytest.fixture(scope="module")
 def editions(tmp_path_factory) -> dict[str, Path]:
-    """Student editions with none, chapter 01 and every chapter released."""
+    """Student editions with none, chapter 1 and every chapter released."""
     configs = {"none": (), "01": (CHAPTERS[0],), "all": tuple(CHAPTERS)}
     out = tmp_path_factory.mktemp("editions")
     return {key: build(ROOT, out / key, ReleaseConfig(released, "")) for key, released in configs.items()}
@@ -363,7 +363,7 @@ def test_notebook_01_runs_with_nothing_released(editions, venvs):
 
 @pytest.mark.notebook
 def test_next_chapter_waits_for_its_building_blocks(editions, venvs):
-    """Chapter 02 uses chapter 01's attention: neither passed nor released, its import
+    """Chapter 2 uses chapter 1's attention: neither passed nor released, its import
     cell names the exercise and chapter to finish; released, the notebook runs to its
     first exercise."""
     notebook = editions["none"].parents[1] / "notebooks" / f"{CHAPTERS[1]}.ipynb"
@@ -491,7 +491,7 @@ def test_student_book_keeps_outputs_and_opens_student_notebooks(student_book, ch
 @pytest.mark.notebook
 def test_student_book_pages_load_cleanly_in_chromium(student_book, browser, scripts, artifacts):
     """Every page in headless Chromium: no broken link (download buttons included), no
-    script error, formulas typeset, images loaded. Keeps a screenshot of chapter 01 at an
+    script error, formulas typeset, images loaded. Keeps a screenshot of chapter 1 at an
     exercise: the note where the solution was, and the check's output kept."""
     check_book = scripts("check_book")
     reports = check_book.check_site(student_book, browser)

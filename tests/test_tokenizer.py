@@ -1,4 +1,4 @@
-"""Chapter 07's tokenizer: pre-tokenization, special tokens, the training rules, the
+"""Chapter 7's tokenizer: pre-tokenization, special tokens, the training rules, the
 incremental training against a plain recount, and exact parity with SmolLM2's tokenizer."""
 
 from collections import Counter

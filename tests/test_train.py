@@ -1,4 +1,4 @@
-"""Chapter 07's training loop: one step equals a hand-written PyTorch update, and the
+"""Chapter 7's training loop: one step equals a hand-written PyTorch update, and the
 loop learns."""
 
 import numpy as np

@@ -1,4 +1,4 @@
-"""Chapter 09's graded exercises against PyTorch."""
+"""Chapter 9's graded exercises against PyTorch."""
 
 import math
 

@@ -1,4 +1,4 @@
-"""Chapter 01: scaled dot-product attention, written from scratch.
+"""Chapter 1: scaled dot-product attention, written from scratch.
 
 Conventions (the whole course): inputs are batch-first, ``q (..., L_q, d_k)``,
 ``k (..., L_k, d_k)``, ``v (..., L_k, d_v)``; boolean masks broadcast to

@@ -1,4 +1,4 @@
-"""Chapter 07: training batches drawn from a file of token ids.
+"""Chapter 7: training batches drawn from a file of token ids.
 
 A tokenized corpus of billions of tokens does not fit in memory, so it is kept on disk
 as one flat array of ids (``uint16`` when the vocabulary has fewer than 65,536 tokens)

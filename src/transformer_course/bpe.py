@@ -1,4 +1,4 @@
-"""Chapter 06: byte-level byte-pair encoding (BPE), trained from scratch.
+"""Chapter 6: byte-level byte-pair encoding (BPE), trained from scratch.
 
 Text becomes its UTF-8 bytes (ids 0..255); training repeatedly replaces the most
 frequent adjacent pair of ids by a new id, so frequent character sequences become single

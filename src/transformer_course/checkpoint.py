@@ -1,4 +1,4 @@
-"""Chapter 07: checkpoints, so that a stopped run resumes exactly where it was.
+"""Chapter 7: checkpoints, so that a stopped run resumes exactly where it was.
 
 Resuming needs more than the model's weights: AdamW's running averages (without them
 the first updates after a restart are as large as the very first ones), the step (the

@@ -2,7 +2,7 @@
 train/validation split and random training batches.
 
 Everything is read from package data (see ``data/SHAKESPEARE.md`` for its origin and
-licence); nothing is downloaded. Chapter 06 trains on it and chapter 09 measures a
+licence); nothing is downloaded. Chapter 6 trains on it and chapter 9 measures a
 scaling curve on it.
 """
 

@@ -1,4 +1,4 @@
-"""Chapter 05: the decoder and the full encoder-decoder Transformer.
+"""Chapter 5: the decoder and the full encoder-decoder Transformer.
 
 A decoder layer has three sub-layers, each in a residual connection with a LayerNorm:
 masked self-attention over the target so far, cross-attention from the target to the

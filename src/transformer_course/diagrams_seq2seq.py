@@ -1,4 +1,4 @@
-"""Diagrams of the encoder-decoder Transformer (chapter 05), drawn with matplotlib.
+"""Diagrams of the encoder-decoder Transformer (chapter 5), drawn with matplotlib.
 
 :func:`draw_cross_attention` shows where cross-attention takes its inputs from: the keys
 and values are projections of the encoder's output (the memory), the queries are

@@ -1,4 +1,4 @@
-"""Chapter 04: the encoder: layer normalization, the feed-forward network, the encoder
+"""Chapter 4: the encoder: layer normalization, the feed-forward network, the encoder
 layer (self-attention and feed-forward, each with a residual connection and a layer
 norm) and the stack."""
 

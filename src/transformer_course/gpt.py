@@ -1,4 +1,4 @@
-"""Chapter 06: a decoder-only language model (GPT), its loss, sampling and KV-cached generation.
+"""Chapter 6: a decoder-only language model (GPT), its loss, sampling and KV-cached generation.
 
 A GPT is a stack of decoder blocks without cross-attention: each block is causal
 self-attention and a feed-forward network, both in pre-norm residual connections. The

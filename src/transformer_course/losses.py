@@ -1,4 +1,4 @@
-"""Chapter 07: the language-model loss, cross-entropy computed from the logits.
+"""Chapter 7: the language-model loss, cross-entropy computed from the logits.
 
 The model's last layer gives unnormalised scores (logits) ``z``; the loss of a target
 ``y`` is ``-log softmax(z)[y] = logsumexp(z) - z[y]``. Computing ``log(sum(exp(z)))``

@@ -1,13 +1,13 @@
-"""Chapter 02: multi-head attention, built on chapter 01's scaled dot-product attention.
+"""Chapter 2: multi-head attention, built on chapter 1's scaled dot-product attention.
 
 One module serves self-attention (query = key = value), cross-attention (keys and values
 from another sequence) and causal attention (a causal mask).
 
-The module computes attention the way chapter 01 wrote it, and keeps the weights for
+The module computes attention the way chapter 1 wrote it, and keeps the weights for
 heatmaps. :func:`fused_kernels` is the course's opt-in speed switch for training: inside
 it, the one call a module makes to ``scaled_dot_product_attention`` runs PyTorch's fused
 ``F.scaled_dot_product_attention`` (which never stores the ``(L_q, L_k)`` matrices), and
-chapter 04's LayerNorm runs ``F.layer_norm``; everything else runs as written.
+chapter 4's LayerNorm runs ``F.layer_norm``; everything else runs as written.
 """
 
 from __future__ import annotations
@@ -119,11 +119,11 @@ class MultiHeadAttention(nn.Module):
 
 
 
-ATTENTION = "scaled_dot_product_attention"  # the seam: chapter 01's function, by name
+ATTENTION = "scaled_dot_product_attention"  # the seam: chapter 1's function, by name
 
 
 def fused_attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None = None) -> tuple[Tensor, Tensor]:
-    """Chapter 01's ``scaled_dot_product_attention`` computed by PyTorch's fused kernel.
+    """Chapter 1's ``scaled_dot_product_attention`` computed by PyTorch's fused kernel.
 
     Same arguments and output; the weights are never formed, so an empty
     ``(..., L_q, 0)`` tensor stands in for them. A square causal mask becomes

@@ -1,4 +1,4 @@
-"""Chapter 07: the optimizer and what surrounds every update: AdamW, the learning-rate
+"""Chapter 7: the optimizer and what surrounds every update: AdamW, the learning-rate
 schedule (linear warmup, then cosine decay to a floor) and gradient clipping by the
 global norm.
 

@@ -1,4 +1,4 @@
-"""Chapter 03: positional information, absolute (sinusoidal, learned) and rotary."""
+"""Chapter 3: positional information, absolute (sinusoidal, learned) and rotary."""
 
 from __future__ import annotations
 

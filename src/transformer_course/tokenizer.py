@@ -1,4 +1,4 @@
-"""Chapter 07: a real byte-level BPE tokenizer, as GPT-2 and today's open models use.
+"""Chapter 7: a real byte-level BPE tokenizer, as GPT-2 and today's open models use.
 
 Chapter 6's BPE merges across the whole text, so one token can swallow the end of one
 word and the start of the next. Real tokenizers first cut the text into pieces with a

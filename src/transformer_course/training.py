@@ -3,7 +3,7 @@ small training loop with a progress bar, and the sequence-to-sequence loss.
 
 The loop is deliberately general: it takes a function that returns the next batch and
 a function that turns ``(model, *batch)`` into a scalar loss, so the same loop trains
-the encoder-decoder of chapter 05 and a language model.
+the encoder-decoder of chapter 5 and a language model.
 """
 
 from __future__ import annotations

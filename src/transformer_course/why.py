@@ -1,4 +1,4 @@
-"""Chapter 09: the graded exercises of "why Transformers matter, measured".
+"""Chapter 9: the graded exercises of "why Transformers matter, measured".
 
 Three small tools the chapter's experiments use: an Elman RNN written with an explicit
 loop over time (the sequential baseline), a power-law fit (for the scaling curve) and a

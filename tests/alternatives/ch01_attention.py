@@ -1,4 +1,4 @@
-"""Correct answers to chapter 01, written the ways students write them.
+"""Correct answers to chapter 1, written the ways students write them.
 
 Each exercise has several variants, as different from the reference as a student's
 code would be (other library calls, other formulas, other masking values); the checks

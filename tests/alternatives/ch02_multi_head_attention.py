@@ -1,4 +1,4 @@
-"""Correct answers to chapter 02, written the ways students write them
+"""Correct answers to chapter 2, written the ways students write them
 (``ALTERNATIVES`` maps an exercise to its variants)."""
 
 import math
@@ -59,7 +59,7 @@ class MultiHeadAttentionEinsum(nn.Module):
 
 
 class MultiHeadAttentionFunctional(nn.Module):
-    """Projections through ``F.linear``, a head loop, and the chapter 01 attention."""
+    """Projections through ``F.linear``, a head loop, and the chapter 1 attention."""
 
     def __init__(self, d_model, n_heads, dropout=0.0, bias=True):
         super().__init__()

@@ -1,4 +1,4 @@
-"""Correct answers to chapter 04, written the ways students write them
+"""Correct answers to chapter 4, written the ways students write them
 (``ALTERNATIVES`` maps an exercise to its variants)."""
 
 import math

@@ -1,4 +1,4 @@
-"""Correct answers to chapter 06, written the ways students write them
+"""Correct answers to chapter 6, written the ways students write them
 (``ALTERNATIVES`` maps an exercise to its variants). The samplers draw from the right
 distribution without ``torch.multinomial``: the Gumbel-max trick and the inverse CDF."""
 

@@ -1,4 +1,4 @@
-"""Chapter 02 (multi-head attention): visible cases and the catalogue of known mistakes.
+"""Chapter 2 (multi-head attention): visible cases and the catalogue of known mistakes.
 
 Behaviours the chapter states, and the case that exercises each:
 
@@ -261,7 +261,7 @@ MHA = Exercise(
                 mutant(_MHAMutant, merge_without_transpose=True)),
         Mistake("scaled by sqrt(d_model)",
                 "The scores are divided by sqrt(d_model); each head works in d_head = "
-                "d_model // n_heads dimensions, so divide by sqrt(d_head) (chapter 01's "
+                "d_model // n_heads dimensions, so divide by sqrt(d_head) (chapter 1's "
                 "attention does this when it is given the split q and k).",
                 mutant(_MHAMutant, scale_by_d_model=True)),
         Mistake("no output projection",

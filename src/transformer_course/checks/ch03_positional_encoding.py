@@ -1,4 +1,4 @@
-"""Chapter 03 (positional encoding): visible cases and the catalogue of known mistakes.
+"""Chapter 3 (positional encoding): visible cases and the catalogue of known mistakes.
 
 Behaviours the chapter states, and the case that exercises each:
 
@@ -173,7 +173,7 @@ POSITIONAL_ENCODING = Exercise(
                 mutant(_PEMutant, mistake="not added")),
         Mistake("input scaled by sqrt(d_model)",
                 "x is multiplied by sqrt(d_model); that scaling belongs to the token "
-                "embedding (chapter 04), not here: return x + pe[:L].", mutant(_PEMutant, mistake="scaled")),
+                "embedding (chapter 4), not here: return x + pe[:L].", mutant(_PEMutant, mistake="scaled")),
         Mistake("pe stored as (1, max_len, d_model)",
                 "The buffer pe has an extra leading dimension; store it as "
                 "(max_len, d_model), the shape later chapters load by name, and slice "

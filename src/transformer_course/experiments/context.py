@@ -2,7 +2,7 @@
 
 An embedding table gives a word one vector wherever it stands; self-attention rewrites
 each token's vector from the whole sentence. :func:`word_vectors` takes the vectors of
-one word in several sentences at both ends of chapter 04's MiniLM, for
+one word in several sentences at both ends of chapter 4's MiniLM, for
 :func:`transformer_course.why.cosine_similarity_matrix` to compare.
 """
 
@@ -20,7 +20,7 @@ def word_vectors(
 ) -> tuple[Tensor, Tensor]:
     """The vectors of ``word`` in each sentence, before and after the encoder layers.
 
-    ``model`` is chapter 04's MiniLM (``transformer_course.pretrained.minilm``). "Before"
+    ``model`` is chapter 4's MiniLM (``transformer_course.pretrained.minilm``). "Before"
     is what enters the first encoder layer (word, position and token-type embeddings,
     normalised): the same word differs there only by its position. "After" is the last
     layer's output, which has mixed in the rest of the sentence through attention.

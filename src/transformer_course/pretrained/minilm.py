@@ -7,7 +7,7 @@ token-type embeddings. The embedding LayerNorm and the six layers are built from
 blocks you pass in (yours, or the course's reference): ``blocks.LayerNorm`` and
 ``blocks.EncoderLayer`` (post-norm, exact GELU, ``eps=1e-12``), filled by name::
 
-    yours = SimpleNamespace(EncoderLayer=EncoderLayer, LayerNorm=LayerNorm)  # chapter 04
+    yours = SimpleNamespace(EncoderLayer=EncoderLayer, LayerNorm=LayerNorm)  # chapter 4
     model = load_minilm(blocks=yours)
     embeddings = model.encode(["A cat sat.", "A dog ran."])   # (2, 384), unit length
     states = model.token_states(["A cat sat."])               # per-token hidden states
@@ -76,7 +76,7 @@ class TokenStates:
 
 class MiniLM(nn.Module):
     """BERT embeddings plus a stack of encoder layers, built from ``blocks``: an object
-    with the chapter 04 classes ``LayerNorm(d_model, eps)`` (the embedding norm) and
+    with the chapter 4 classes ``LayerNorm(d_model, eps)`` (the embedding norm) and
     ``EncoderLayer(d_model, n_heads, d_ff, dropout, activation, norm_first, eps)``
     (``forward(x, mask)``).
 
@@ -167,7 +167,7 @@ def load_minilm(blocks: object | None = None, path: str | Path | None = None,
     Args:
         blocks: where the classes come from: any object with attributes ``EncoderLayer``
             and ``LayerNorm`` (a module, or a ``types.SimpleNamespace`` of the classes a
-            notebook defined). The layers' sub-modules must carry the chapter 04 names
+            notebook defined). The layers' sub-modules must carry the chapter 4 names
             (``self_attn.w_q`` ..., ``ff.linear1``, ``ff.linear2``, ``norm1``, ``norm2``;
             ``weight`` and ``bias`` in a LayerNorm). Default: the course's reference,
             :mod:`transformer_course.encoder`.
@@ -205,7 +205,7 @@ def load_minilm(blocks: object | None = None, path: str | Path | None = None,
     have = {name for name, _ in model.embedding_norm.named_parameters()}
     if have != {"weight", "bias"}:
         raise ValueError(f"{blocks.LayerNorm.__name__}'s parameters are {sorted(have)}; "
-                         "chapter 04 names them weight and bias")
+                         "chapter 4 names them weight and bias")
     model.load_state_dict(own, strict=False)
     for i, layer in enumerate(model.layers):
         state = {}
@@ -217,7 +217,7 @@ def load_minilm(blocks: object | None = None, path: str | Path | None = None,
             missing, extra = sorted(set(state) - have), sorted(have - set(state))
             raise ValueError(f"{blocks.EncoderLayer.__name__}'s parameters do not match the weights "
                              f"(missing: {missing}, unexpected: {extra}); name the sub-modules "
-                             "as chapter 04 asks (self_attn, ff, norm1, norm2)")
+                             "as chapter 4 asks (self_attn, ff, norm1, norm2)")
         layer.load_state_dict(state, strict=False)
     model.tokenizer = _load_tokenizer(path, min(max_length, model.max_length))
     return model.eval()
