@@ -4,8 +4,14 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from alternatives import ch01_attention, ch02_multi_head_attention, ch03_positional_encoding, ch04_encoder
-from alternatives import ch06_llm, ch09_why_transformers
+from alternatives import (
+    ch01_attention,
+    ch02_multi_head_attention,
+    ch03_positional_encoding,
+    ch04_encoder,
+    ch06_llm,
+    ch09_why_transformers,
+)
 
 from transformer_course.experiments.context import word_vectors
 from transformer_course.experiments.recall import (
@@ -228,6 +234,17 @@ def test_scaling_trains_the_gpt_and_loss_it_is_given():
     counted = _Counted()
     gpt = counted.module(ch06_llm.GPTOffset)
     loss = counted.function(ch06_llm.next_token_loss_nll)
-    runs = scaling_experiment([(8, 1)], steps=2, batch_size=2, block_size=8, val_batches=1, gpt=gpt, loss=loss)
+    runs = scaling_experiment([(8, 1)], steps=2, batch_size=2, block_size=8, val_batches=1,
+                              gpt=gpt, loss=loss)
     assert type(runs[0].model) is gpt
     assert counted.calls == {"GPTOffset": 3, "next_token_loss_nll": 3}  # two steps, one validation batch
+
+
+def test_timing_says_when_the_fused_layer_cannot_hold_the_attention():
+    class Doubled(ch02_multi_head_attention.MultiHeadAttentionEinsum):
+        def forward(self, *args, **kwargs):
+            return 2 * super().forward(*args, **kwargs)
+
+    blocks = SimpleNamespace(MultiHeadAttention=Doubled, causal_mask=ch01_attention.causal_mask_compare)
+    with pytest.raises(ValueError, match="w_q, w_k, w_v and w_o"):
+        count_operations([4], d_model=8, n_heads=2, blocks=blocks)
