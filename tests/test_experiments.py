@@ -1,7 +1,17 @@
 """Chapter 09's experiments on tiny sizes: timing, recall, scaling, thread control and word vectors."""
 
+from types import SimpleNamespace
+
 import pytest
 import torch
+from alternatives import (
+    ch01_attention,
+    ch02_multi_head_attention,
+    ch03_positional_encoding,
+    ch04_encoder,
+    ch06_llm,
+    ch09_why_transformers,
+)
 
 from transformer_course.experiments.context import word_vectors
 from transformer_course.experiments.recall import (
@@ -24,6 +34,7 @@ from transformer_course.experiments.threads import torch_threads
 from transformer_course.experiments.timing import (
     LAYERS,
     count_operations,
+    sequence_layers,
     time_batch_sizes,
     time_call,
     time_sequence_models,
@@ -33,7 +44,7 @@ from transformer_course.why import cosine_similarity_matrix
 
 def test_timing_reports_every_model_and_length():
     times = time_sequence_models([4, 8], d_model=8, batch=2, n_heads=2, repeats=1)
-    assert set(times) == {"RNN (Python loop)", "nn.LSTM (C++ loop)", "self-attention (course)",
+    assert set(times) == {"RNN (Python loop)", "nn.LSTM (C++ loop)", "self-attention (as written)",
                           "self-attention (fused)"}
     assert all(len(t) == 2 and all(s > 0 for s in t) for t in times.values())
 
@@ -56,7 +67,7 @@ def test_operation_count_grows_with_length_only_for_the_python_loop():
     counts = count_operations([4, 8, 16], d_model=8, batch=2, n_heads=2)
     loop = counts["RNN (Python loop)"]
     assert loop[1] - loop[0] > 0 and (loop[2] - loop[1]) == 2 * (loop[1] - loop[0])  # a fixed few per token
-    for name in ("self-attention (course)", "self-attention (fused)", "nn.LSTM (C++ loop)"):
+    for name in ("self-attention (as written)", "self-attention (fused)", "nn.LSTM (C++ loop)"):
         assert len(set(counts[name])) == 1, (name, counts[name])
 
 
@@ -152,3 +163,88 @@ def test_loss_by_position_is_the_mean_loss_split_by_position():
     x = get_batch(load_corpus().val, 4, 8, torch.Generator().manual_seed(2))
     with torch.no_grad():
         torch.testing.assert_close(curve.mean(), next_token_loss(model(x), x))
+
+
+# --------------------------------------------------------------------------- other blocks
+
+
+class _Counted:
+    """Wraps classes and functions so that the test can count how often each ran."""
+
+    def __init__(self):
+        self.calls: dict[str, int] = {}
+
+    def function(self, f):
+        def counted(*args, **kwargs):
+            self.calls[f.__name__] = self.calls.get(f.__name__, 0) + 1
+            return f(*args, **kwargs)
+        return counted
+
+    def module(self, cls):
+        calls = self.calls
+
+        class Counted(cls):
+            def forward(self, *args, **kwargs):
+                calls[cls.__name__] = calls.get(cls.__name__, 0) + 1
+                return super().forward(*args, **kwargs)
+
+        return Counted
+
+
+def test_timing_runs_the_blocks_it_is_given():
+    """An attention written without chapter 1's function (einsum) is timed as written,
+    and the fused layer holds its weights whatever way it was written."""
+    counted = _Counted()
+    blocks = SimpleNamespace(
+        MultiHeadAttention=counted.module(ch02_multi_head_attention.MultiHeadAttentionEinsum),
+        causal_mask=counted.function(ch01_attention.causal_mask_compare))
+    rnn = counted.function(ch09_why_transformers.rnn_forward_cell)
+    counts = count_operations([4, 8], d_model=8, batch=2, n_heads=2, rnn=rnn, blocks=blocks)
+    assert counted.calls == {"MultiHeadAttentionEinsum": 3, "causal_mask_compare": 3,
+                             "rnn_forward_cell": 2}  # the setup's comparison, then one per length
+    assert len(set(counts["self-attention (fused)"])) == 1
+    with sequence_layers(8, 2, rnn, blocks=blocks) as layers, torch.no_grad():
+        x, mask = torch.randn(2, 6, 8), blocks.causal_mask(6)
+        torch.testing.assert_close(layers["self-attention (fused)"](x, mask),
+                                   layers["self-attention (as written)"](x, mask), rtol=1e-4, atol=1e-5)
+
+
+def test_experiments_name_the_blocks_they_lack():
+    with pytest.raises(AttributeError, match="causal_mask"):
+        count_operations([4], d_model=8, n_heads=2, blocks=SimpleNamespace(MultiHeadAttention=None))
+    with pytest.raises(AttributeError, match="LearnedPositionalEmbedding"):
+        RecallTransformer(8, 10, blocks=SimpleNamespace())
+
+
+def test_recall_transformer_is_built_from_the_blocks_it_is_given():
+    counted = _Counted()
+    blocks = SimpleNamespace(
+        LearnedPositionalEmbedding=counted.module(ch03_positional_encoding.LearnedPositionalEmbeddingParameter),
+        EncoderLayer=counted.module(ch04_encoder.EncoderLayerBranches),
+        LayerNorm=counted.module(ch04_encoder.LayerNormSquares),
+        causal_mask=counted.function(ch01_attention.causal_mask_loop))
+    model = RecallTransformer(4, 10, d_model=16, n_heads=2, n_layers=2, blocks=blocks)
+    losses = train_recall(model, delay=2, length=10, steps=2, batch=4, vocab_size=4)
+    assert len(losses) == 2
+    assert counted.calls == {"LearnedPositionalEmbeddingParameter": 2, "EncoderLayerBranches": 4,
+                             "LayerNormSquares": 2, "causal_mask_loop": 2}
+
+
+def test_scaling_trains_the_gpt_and_loss_it_is_given():
+    counted = _Counted()
+    gpt = counted.module(ch06_llm.GPTOffset)
+    loss = counted.function(ch06_llm.next_token_loss_nll)
+    runs = scaling_experiment([(8, 1)], steps=2, batch_size=2, block_size=8, val_batches=1,
+                              gpt=gpt, loss=loss)
+    assert type(runs[0].model) is gpt
+    assert counted.calls == {"GPTOffset": 3, "next_token_loss_nll": 3}  # two steps, one validation batch
+
+
+def test_timing_says_when_the_fused_layer_cannot_hold_the_attention():
+    class Doubled(ch02_multi_head_attention.MultiHeadAttentionEinsum):
+        def forward(self, *args, **kwargs):
+            return 2 * super().forward(*args, **kwargs)
+
+    blocks = SimpleNamespace(MultiHeadAttention=Doubled, causal_mask=ch01_attention.causal_mask_compare)
+    with pytest.raises(ValueError, match="w_q, w_k, w_v and w_o"):
+        count_operations([4], d_model=8, n_heads=2, blocks=blocks)

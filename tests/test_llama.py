@@ -101,18 +101,43 @@ def test_kv_cache_bytes_matches_the_cache():
 def test_generate_greedy_same_tokens_with_and_without_cache():
     model = _toy_model()
     prompt = torch.randint(0, CONFIG.vocab_size, (1, 5))
-    cached, speed = generate_greedy(model, prompt, 8, use_cache=True)
-    plain, _ = generate_greedy(model, prompt, 8, use_cache=False)
-    assert torch.equal(cached, plain) and cached.shape == (1, 13) and speed > 0
+    cached = generate_greedy(model, prompt, 8, use_cache=True)
+    plain = generate_greedy(model, prompt, 8, use_cache=False)
+    assert cached.cached and not plain.cached
+    assert torch.equal(cached.tokens, plain.tokens) and cached.tokens.shape == (1, 13)
+    assert cached.tokens_per_s > 0
     with torch.no_grad():  # each new token is the argmax after the tokens before it
-        logits = model(cached[:, :-1])
-    assert torch.equal(logits[0, 4:].argmax(-1), cached[0, 5:])
-    eos = int(cached[0, 7])
-    first = int((cached[0, 5:] == eos).nonzero()[0])  # where it first appears
-    stopped, _ = generate_greedy(model, prompt, 8, eos_id=eos)
-    assert torch.equal(stopped, cached[:, : 5 + first + 1])
+        logits = model(cached.tokens[:, :-1])
+    assert torch.equal(logits[0, 4:].argmax(-1), cached.tokens[0, 5:])
+    eos = int(cached.tokens[0, 7])
+    first = int((cached.tokens[0, 5:] == eos).nonzero()[0])  # where it first appears
+    stopped = generate_greedy(model, prompt, 8, eos_id=eos)
+    assert torch.equal(stopped.tokens, cached.tokens[:, : 5 + first + 1])
     with pytest.raises(ValueError, match=r"\(1, L\)"):
         generate_greedy(model, prompt.repeat(2, 1), 3)
+
+
+class _CacheIgnored(Llama):
+    """new_cache() as given, but a forward that never passes the cache on."""
+
+    def forward(self, idx, cache=None):
+        return super().forward(idx)
+
+
+def test_generate_greedy_reruns_the_sequence_for_a_model_without_a_cache():
+    """A Llama with no new_cache(), or one whose forward leaves the caches empty, passes
+    chapter 8's check: generation reruns the whole sequence for it, says so, and gives
+    the tokens of the cached reference."""
+    from alternatives import ch08_modern_llm as alt
+
+    reference = _toy_model()
+    prompt = torch.randint(0, CONFIG.vocab_size, (1, 5))
+    want = generate_greedy(reference, prompt, 8).tokens
+    for model in (alt.LlamaLinear(CONFIG), _CacheIgnored(CONFIG)):
+        model.load_state_dict(reference.state_dict(), strict=False)
+        got = generate_greedy(model.eval(), prompt, 8, use_cache=True)
+        assert not got.cached, type(model)
+        assert torch.equal(got.tokens, want), type(model)
 
 
 def test_alternative_models_run_their_own_parts_and_equal_the_reference():

@@ -94,8 +94,9 @@ def test_chat_template():
 def test_greedy_answer_is_paris(ours):
     model, tokenizer = ours
     ids = torch.tensor([tokenizer.encode(smollm2.chat_prompt("What is the capital of France?")).ids])
-    out, _ = generate_greedy(model, ids, max_new_tokens=8, eos_id=2)
-    assert "Paris" in tokenizer.decode(out[0, ids.size(1):].tolist())
+    out = generate_greedy(model, ids, max_new_tokens=8, eos_id=2)
+    assert out.cached
+    assert "Paris" in tokenizer.decode(out.tokens[0, ids.size(1):].tolist())
 
 
 @needs_weights
@@ -112,8 +113,9 @@ def test_loader_runs_the_blocks_it_is_given(ours):
     ids = torch.tensor([tokenizer.encode(smollm2.chat_prompt("What is the capital of France?")).ids])
     with torch.no_grad():
         torch.testing.assert_close(model(ids), ours[0](ids), rtol=0, atol=1e-3)
-    out, _ = generate_greedy(model, ids, max_new_tokens=8, eos_id=2, use_cache=False)  # no cache in it
-    assert "Paris" in tokenizer.decode(out[0, ids.size(1):].tolist())
+    out = generate_greedy(model, ids, max_new_tokens=8, eos_id=2)
+    assert not out.cached  # LlamaOneHot keeps no cache: every step reran the whole sequence
+    assert "Paris" in tokenizer.decode(out.tokens[0, ids.size(1):].tolist())
 
 
 def test_loader_needs_a_llama_class():

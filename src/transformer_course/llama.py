@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -273,46 +274,70 @@ class Llama(nn.Module):
         ### END SOLUTION
 
 
+class Generation(NamedTuple):
+    """What :func:`generate_greedy` returns."""
+
+    tokens: Tensor
+    """``(1, L + n)``: the prompt and the ``n`` generated tokens."""
+    tokens_per_s: float
+    """New tokens per second, prompt processing included."""
+    cached: bool
+    """Whether the steps ran on a KV cache (else each step reran the whole sequence)."""
+
+
+def _keeps_cache(cache: list | None, length: int) -> bool:
+    """Whether a forward pass over ``length`` tokens left them in every layer's ``cache``
+    (a model whose forward ignores the cache leaves it empty)."""
+    return cache is not None and all(len(layer) == length for layer in cache)
+
+
 @torch.no_grad()
 def generate_greedy(
-    model: Llama,
+    model: nn.Module,
     idx: Tensor,
     max_new_tokens: int,
     eos_id: int | None = None,
     use_cache: bool = True,
-) -> tuple[Tensor, float]:
+) -> Generation:
     """Greedy decoding: append the most likely next token, one at a time.
 
-    With ``use_cache`` the prompt is run once to fill the KV cache, then every step
-    feeds only the newest token; without it every step reruns the whole sequence.
-    Both give the same tokens.
+    With ``use_cache`` and a model that keeps a KV cache (a ``new_cache()`` whose caches
+    its forward fills, as the course's :class:`Llama` does) the prompt is run once to
+    fill the cache, then every step feeds only the newest token. Otherwise every step
+    reruns the whole sequence: without ``use_cache``, or with a model that has no
+    ``new_cache()`` or leaves its caches empty (chapter 8's check grades ``Llama``
+    without a cache, so a passing one may have none). Both give the same tokens; the
+    result says which ran.
 
     Args:
-        model: a :class:`Llama` (in eval mode).
+        model: ``forward(idx (1, L)) -> logits (1, L, V)``, taking a cache as its second
+            argument when it has ``new_cache()``; in eval mode.
         idx: LongTensor ``(1, L)``, the prompt.
         max_new_tokens: most tokens to add.
         eos_id: stop after producing this token.
-        use_cache: reuse keys and values of earlier positions.
+        use_cache: reuse keys and values of earlier positions where the model keeps them.
 
     Returns:
-        ``(1, L + n)`` prompt and generated tokens, and the generation speed in new
-        tokens per second (prompt processing included).
+        A :class:`Generation`: the ``(1, L + n)`` tokens, the speed in new tokens per
+        second (prompt processing included) and whether the KV cache ran.
     """
     if idx.dim() != 2 or idx.size(0) != 1:
         raise ValueError(f"generate_greedy takes one prompt of shape (1, L), got {tuple(idx.shape)}")
-    cache = model.new_cache() if use_cache else None
+    cache = model.new_cache() if use_cache and hasattr(model, "new_cache") else None
     start = time.perf_counter()
     n_new = 0
-    logits = model(idx, cache)
+    logits = model(idx) if cache is None else model(idx, cache)
+    if not _keeps_cache(cache, idx.size(1)):
+        cache = None  # the forward left the cache empty: rerun the whole sequence instead
     while n_new < max_new_tokens:
         next_id = logits[:, -1].argmax(dim=-1, keepdim=True)  # (1, 1)
         idx = torch.cat([idx, next_id], dim=1)
         n_new += 1
         if n_new == max_new_tokens or (eos_id is not None and next_id.item() == eos_id):
             break
-        logits = model(next_id, cache) if use_cache else model(idx)
+        logits = model(idx) if cache is None else model(next_id, cache)
     elapsed = time.perf_counter() - start
-    return idx, n_new / elapsed
+    return Generation(idx, n_new / elapsed, cache is not None)
 
 
 def kv_cache_bytes(

@@ -14,6 +14,8 @@ Chapter 9, why Transformers matter, measured:
 - :mod:`~transformer_course.experiments.context`: one word's vectors before and after
   a pretrained encoder (contextual understanding).
 
-:mod:`~transformer_course.experiments.threads` holds the thread setting they share. The
-graded exercises they use live in :mod:`transformer_course.why`.
+:mod:`~transformer_course.experiments.threads` holds the thread setting they share, and
+:mod:`~transformer_course.experiments.blocks` how an experiment takes the blocks it builds
+its models from (the student's, passed as ``blocks=``, or the course's reference). The
+graded exercises of chapter 9 live in :mod:`transformer_course.why`.
 """

@@ -10,18 +10,18 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from types import SimpleNamespace
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from transformer_course.attention import causal_mask
+from transformer_course import attention, encoder, positional
 from transformer_course.device import model_device, resolve, to_device
-from transformer_course.encoder import EncoderLayer, LayerNorm
+from transformer_course.experiments.blocks import blocks_for
 from transformer_course.experiments.threads import torch_threads
-from transformer_course.multi_head import fused_kernels
-from transformer_course.positional import LearnedPositionalEmbedding
+from transformer_course.training import say_fused, speed_switch
 
 
 def delay_recall_batch(
@@ -65,28 +65,41 @@ class RecurrentTagger(nn.Module):
 
 
 class RecallTransformer(nn.Module):
-    """A small causal Transformer built from the course's own layers: token embedding,
-    learned positions (chapter 03), pre-norm encoder layers with a causal mask
-    (chapters 01, 02, 04), a final LayerNorm and a linear read-out.
-    ``(B, L)`` token ids -> ``(B, L, vocab)`` logits."""
+    """A small causal Transformer built from the course's blocks: token embedding,
+    learned positions (chapter 3), pre-norm encoder layers (chapter 4, with chapter 2's
+    attention inside) under a causal mask (chapter 1), a final LayerNorm and a linear
+    read-out. ``(B, L)`` token ids -> ``(B, L, vocab)`` logits.
+
+    ``blocks`` gives ``LearnedPositionalEmbedding``, ``EncoderLayer``, ``LayerNorm`` and
+    ``causal_mask`` (chapter 9 passes the student's; None: the course's reference)."""
 
     def __init__(self, vocab_size: int, max_len: int, d_model: int = 32, n_heads: int = 4,
-                 n_layers: int = 2, d_ff: int | None = None):
+                 n_layers: int = 2, d_ff: int | None = None, blocks: object | None = None):
         super().__init__()
+        parts = _blocks(blocks)
+        self.causal_mask = parts.causal_mask
         self.embed = nn.Embedding(vocab_size, d_model)
-        self.pos = LearnedPositionalEmbedding(max_len, d_model)
+        self.pos = parts.LearnedPositionalEmbedding(max_len, d_model)
         self.layers = nn.ModuleList(
-            EncoderLayer(d_model, n_heads, d_ff or 2 * d_model, norm_first=True) for _ in range(n_layers)
+            parts.EncoderLayer(d_model, n_heads, d_ff or 2 * d_model, norm_first=True)
+            for _ in range(n_layers)
         )
-        self.norm = LayerNorm(d_model)
+        self.norm = parts.LayerNorm(d_model)
         self.head = nn.Linear(d_model, vocab_size)
 
     def forward(self, idx: Tensor) -> Tensor:
         x = self.pos(self.embed(idx))
-        mask = causal_mask(idx.size(1)).to(idx.device)
+        mask = self.causal_mask(idx.size(1)).to(idx.device)
         for layer in self.layers:
             x = layer(x, mask)
         return self.head(self.norm(x))
+
+
+def _blocks(blocks: object | None) -> SimpleNamespace:
+    return blocks_for("the recall experiment's Transformer", blocks, {
+        "LearnedPositionalEmbedding": positional.LearnedPositionalEmbedding,
+        "EncoderLayer": encoder.EncoderLayer, "LayerNorm": encoder.LayerNorm,
+        "causal_mask": attention.causal_mask})
 
 
 def count_parameters(model: nn.Module) -> int:
@@ -116,18 +129,20 @@ def train_recall(
     seed: int = 0,
     progress: bool = False,
     device: torch.device | str | None = None,
+    fused: bool = False,
 ) -> list[float]:
     """Train ``model`` on :func:`delay_recall_batch` with Adam; returns the loss per step.
     Trains on ``device`` (None: :func:`transformer_course.device.default_device`), then
-    moves the model back to its own device. Attention and LayerNorm run fused kernels
-    (:func:`~transformer_course.multi_head.fused_kernels`)."""
+    moves the model back to its own device. ``fused``: attention and LayerNorm through
+    PyTorch's kernels (:func:`~transformer_course.multi_head.fused_kernels`), printing
+    what ran fused; False: the model's code as written."""
     generator = torch.Generator().manual_seed(seed)
     home, device = model_device(model), resolve(device)
     params = list(model.to(device).parameters())
     optimizer = torch.optim.Adam(params, lr=lr, fused=True)
     model.train()
     losses = []
-    with fused_kernels(model):
+    with speed_switch(model, fused) as report:
         for _ in tqdm(range(steps), desc=f"delay {delay}", disable=not progress, leave=False):
             x, y = to_device(delay_recall_batch(batch, length, delay, vocab_size, generator), device)
             logits = model(x)
@@ -137,18 +152,20 @@ def train_recall(
             nn.utils.clip_grad_norm_(params, 1.0)
             optimizer.step()
             losses.append(loss.item())
+    say_fused(report)
     model.to(home)
     return losses
 
 
 @torch.no_grad()
 def recall_accuracy(model: nn.Module, delay: int, length: int, batch: int = 256,
-                    vocab_size: int = 8, seed: int = 1234) -> float:
-    """Fraction of positions ``t >= delay`` whose recalled token is right, on fresh data."""
+                    vocab_size: int = 8, seed: int = 1234, fused: bool = False) -> float:
+    """Fraction of positions ``t >= delay`` whose recalled token is right, on fresh data
+    (``fused`` as in :func:`train_recall`)."""
     generator = torch.Generator().manual_seed(seed)
     x, y = to_device(delay_recall_batch(batch, length, delay, vocab_size, generator), model_device(model))
     model.eval()
-    with fused_kernels(model):
+    with speed_switch(model, fused):
         predictions = model(x).argmax(-1)
     scored = y != -100
     return (predictions[scored] == y[scored]).float().mean().item()
@@ -177,9 +194,15 @@ def recall_experiment(
     lr: float = 3e-3,
     seed: int = 0,
     num_threads: int | None = 1,
+    blocks: object | None = None,
+    fused: bool = False,
 ) -> RecallResult:
     """Train a tanh RNN, an LSTM and a Transformer of about the same parameter count on
     the delay-recall task for each delay, with the same data, steps and optimiser.
+
+    The Transformer is a :class:`RecallTransformer` built from ``blocks`` (chapter 9
+    passes the student's; None: the course's reference). ``fused`` as in
+    :func:`train_recall`, for every model.
 
     Each sequence is ``delay + scored`` tokens long, so every sequence has ``scored``
     positions to recall, whatever the delay. The recurrent hidden sizes are chosen to
@@ -190,7 +213,9 @@ def recall_experiment(
     max_len = max(delays) + scored
 
     def transformer() -> nn.Module:
-        return RecallTransformer(vocab_size, max_len, d_model, n_heads, n_layers)
+        return RecallTransformer(vocab_size, max_len, d_model, n_heads, n_layers, blocks=parts)
+
+    parts = _blocks(blocks)
 
     budget = count_parameters(transformer())
     hidden = {kind: recurrent_hidden_for(budget, kind, vocab_size) for kind in ("rnn", "lstm")}
@@ -208,6 +233,7 @@ def recall_experiment(
             torch.manual_seed(seed)
             models[name] = makers[name]()
             length = delay + scored
-            train_recall(models[name], delay, length, steps, batch, vocab_size, lr, seed)
-            accuracy[name].append(recall_accuracy(models[name], delay, length, vocab_size=vocab_size))
+            train_recall(models[name], delay, length, steps, batch, vocab_size, lr, seed, fused=fused)
+            accuracy[name].append(recall_accuracy(models[name], delay, length, vocab_size=vocab_size,
+                                                  fused=fused))
     return RecallResult(list(delays), accuracy, n_params, 1.0 / vocab_size, models)

@@ -21,8 +21,7 @@ from torch import Tensor, nn
 from transformer_course.corpus import Corpus, get_batch, load_corpus
 from transformer_course.experiments.threads import torch_threads
 from transformer_course.gpt import GPT, next_token_loss
-from transformer_course.multi_head import fused_kernels
-from transformer_course.training import train_loop
+from transformer_course.training import speed_switch, train_loop
 
 ARCHITECTURES = ("transformer", "lstm")
 
@@ -78,10 +77,13 @@ def _train_and_measure(
     model: nn.Module, corpus: Corpus, val: list[Tensor], steps: int, batch_size: int,
     block_size: int, lr: float, seed: int, desc: str,
     loss: Callable[[Tensor, Tensor], Tensor] = next_token_loss,
+    fused: bool = False,
 ) -> tuple[list[float], float, float]:
     """Train ``model`` on the same batches in the same order as every other model of the
     experiment; return its training losses, validation loss (nats per character) and
-    wall-clock training seconds."""
+    wall-clock training seconds. ``fused``: through PyTorch's attention and LayerNorm
+    kernels (:func:`~transformer_course.multi_head.fused_kernels`), printing what ran
+    fused; False: the model's code as written."""
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr, fused=True)
     generator = torch.Generator().manual_seed(seed)
 
@@ -90,9 +92,9 @@ def _train_and_measure(
 
     start = time.perf_counter()
     losses = train_loop(model, optimizer, next_batch, lambda m, x: loss(m(x), x), steps,
-                        desc=desc, device="cpu")
+                        desc=desc, device="cpu", fused=fused)
     seconds = time.perf_counter() - start
-    with torch.no_grad(), fused_kernels(model):
+    with torch.no_grad(), speed_switch(model, fused):  # train_loop said what ran fused
         val_loss = sum(loss(model(x), x).item() for x in val) / len(val)
     return losses, val_loss, seconds
 
@@ -108,17 +110,23 @@ def scaling_experiment(
     seed: int = 0,
     num_threads: int | None = 1,
     architecture: str = "transformer",
+    gpt: Callable[..., nn.Module] = GPT,
+    loss: Callable[[Tensor, Tensor], Tensor] = next_token_loss,
+    fused: bool = False,
 ) -> list[ScalingRun]:
     """Train one model per ``(d_model, n_layers)`` in ``sizes`` on the bundled
     character-level corpus, all with the same budget (``steps`` batches of
     ``batch_size x block_size`` tokens, the same batches in the same order), and measure
     each one's validation loss (nats per character).
 
-    ``architecture`` is ``"transformer"`` (chapter 06's ``GPT``; heads have ``head_dim``
-    channels each, so ``d_model`` must be a multiple of it) or ``"lstm"``
-    (:class:`LSTMLanguageModel`). Training runs on the CPU with ``num_threads`` threads
-    (:func:`~transformer_course.experiments.threads.torch_threads`), so that the
-    seconds of the two architectures compare.
+    ``architecture`` is ``"transformer"`` (chapter 06's ``GPT``, the class ``gpt``; heads
+    have ``head_dim`` channels each, so ``d_model`` must be a multiple of it) or
+    ``"lstm"`` (:class:`LSTMLanguageModel`). Both train on ``loss``, chapter 6's
+    ``next_token_loss`` (chapter 9 passes the student's ``GPT`` and ``next_token_loss``;
+    the defaults are the course's reference). Training runs on the CPU with
+    ``num_threads`` threads (:func:`~transformer_course.experiments.threads.torch_threads`),
+    so that the seconds of the two architectures compare. ``fused``: through PyTorch's
+    attention and LayerNorm kernels (printing what ran fused); False: the code as written.
     """
     if architecture not in ARCHITECTURES:
         raise ValueError(f"architecture must be one of {ARCHITECTURES}, got {architecture!r}")
@@ -133,16 +141,17 @@ def scaling_experiment(
             elif d_model % head_dim:
                 raise ValueError(f"d_model={d_model} is not a multiple of head_dim={head_dim}")
             else:
-                model = GPT(corpus.tokenizer.vocab_size, block_size, d_model, d_model // head_dim, n_layers)
+                model = gpt(corpus.tokenizer.vocab_size, block_size, d_model, d_model // head_dim, n_layers)
             desc = f"{architecture} d_model={d_model}, {n_layers} layer{'s' if n_layers > 1 else ''}"
             losses, val_loss, seconds = _train_and_measure(
-                model, corpus, val, steps, batch_size, block_size, lr, seed, desc)
+                model, corpus, val, steps, batch_size, block_size, lr, seed, desc, loss, fused)
             runs.append(ScalingRun(architecture, d_model, n_layers, non_embedding_parameters(model),
                                    val_loss, losses, seconds, model))
     return runs
 
 
-def loss_by_position(model: nn.Module, block_size: int = 64, n_windows: int = 256, seed: int = 0) -> Tensor:
+def loss_by_position(model: nn.Module, block_size: int = 64, n_windows: int = 256, seed: int = 0,
+                     fused: bool = False) -> Tensor:
     """Validation loss at each position of a window: how much a model gains from the
     context before a token (Kaplan et al., 2020, section 3.2.1, compare Transformers and
     LSTMs this way).
@@ -152,6 +161,8 @@ def loss_by_position(model: nn.Module, block_size: int = 64, n_windows: int = 25
         block_size: the window length ``L`` (at most what the model was trained on).
         n_windows: validation windows averaged over.
         seed: which windows.
+        fused: through PyTorch's attention and LayerNorm kernels
+            (:func:`~transformer_course.multi_head.fused_kernels`); False: as written.
 
     Returns:
         ``(L - 1,)``: entry ``t`` is the mean cross-entropy (nats) of predicting the token
@@ -159,7 +170,7 @@ def loss_by_position(model: nn.Module, block_size: int = 64, n_windows: int = 25
     """
     corpus = load_corpus()
     x = get_batch(corpus.val, n_windows, block_size, torch.Generator().manual_seed(seed + 2))
-    with torch.no_grad(), fused_kernels(model):
+    with torch.no_grad(), speed_switch(model, fused):
         logits = model(x)[:, :-1]
         losses = nn.functional.cross_entropy(logits.transpose(1, 2), x[:, 1:], reduction="none")
     return losses.mean(dim=0)

@@ -17,25 +17,26 @@ clock stops only after :func:`torch.cuda.synchronize`.
 
 from __future__ import annotations
 
-import copy
 import math
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import partial
+from types import SimpleNamespace
 
 import torch
 from torch import Tensor, nn
 from torch.utils._python_dispatch import TorchDispatchMode
 from tqdm.auto import tqdm
 
-from transformer_course.attention import causal_mask
+from transformer_course import attention as _attention
+from transformer_course import multi_head as _multi_head
 from transformer_course.device import resolve
+from transformer_course.experiments.blocks import blocks_for
 from transformer_course.experiments.threads import torch_threads
-from transformer_course.multi_head import MultiHeadAttention, fused_kernels
 from transformer_course.why import rnn_forward
 
-LAYERS = ("RNN (Python loop)", "nn.LSTM (C++ loop)", "self-attention (course)", "self-attention (fused)")
+LAYERS = ("RNN (Python loop)", "nn.LSTM (C++ loop)", "self-attention (as written)", "self-attention (fused)")
 
 # A layer as the timers call it: ``(x (B, L, D), causal mask (L, L)) -> output``.
 Layer = Callable[[Tensor, Tensor], object]
@@ -71,6 +72,12 @@ def time_call(fn: Callable[[], object], repeats: int = 5, min_time: float = 0.2,
     return best
 
 
+def _blocks(blocks: object | None) -> SimpleNamespace:
+    """``MultiHeadAttention`` and ``causal_mask`` from ``blocks`` (None: the course's reference)."""
+    return blocks_for("the timing experiment", blocks, {
+        "MultiHeadAttention": _multi_head.MultiHeadAttention, "causal_mask": _attention.causal_mask})
+
+
 @contextmanager
 def sequence_layers(
     d_model: int = 64,
@@ -78,56 +85,76 @@ def sequence_layers(
     rnn: Callable[..., tuple[Tensor, Tensor]] = rnn_forward,
     seed: int = 0,
     device: torch.device | str = "cpu",
+    blocks: object | None = None,
 ) -> Iterator[dict[str, Layer]]:
     """The four layers the experiments compare, of width ``d_model``, on ``device``,
     for the duration of the ``with`` block:
 
-    - ``"RNN (Python loop)"``: ``rnn`` (your ``rnn_forward``), one Python step per token;
+    - ``"RNN (Python loop)"``: ``rnn`` (chapter 9 passes the student's ``rnn_forward``),
+      one Python step per token;
     - ``"nn.LSTM (C++ loop)"``: PyTorch's LSTM, one compiled step per token (cuDNN on a
       GPU);
-    - ``"self-attention (course)"``: the chapter 2 ``MultiHeadAttention`` with a causal
-      mask, which builds the full ``(L, L)`` weight matrix of every head;
-    - ``"self-attention (fused)"``: a copy of the same module (the same weights) inside
-      :func:`~transformer_course.multi_head.fused_kernels`, its attention call through
-      ``F.scaled_dot_product_attention(is_causal=True)``, PyTorch's fused kernel, which
-      never stores that matrix.
+    - ``"self-attention (as written)"``: ``blocks.MultiHeadAttention`` with the causal
+      mask of ``blocks.causal_mask``, which builds the full ``(L, L)`` weight matrix of
+      every head;
+    - ``"self-attention (fused)"``: the same weights in PyTorch's ``nn.MultiheadAttention``
+      (:func:`~transformer_course.multi_head.copy_to_torch`), which in inference runs the
+      whole layer as one fused operation, whichever way the module above was written.
 
-    The switch is entered once for the whole block and its one-time comparison of the
-    two paths runs before the block starts, so what is timed or counted is the fused
-    path alone.
+    Args:
+        blocks: where ``MultiHeadAttention`` and ``causal_mask`` come from (chapter 9
+            passes the student's, see :mod:`~transformer_course.experiments.blocks`);
+            None: the course's reference.
+
+    Raises:
+        ValueError: when the two attention layers disagree (the fused one reads the
+            weights by the names ``w_q``, ``w_k``, ``w_v``, ``w_o``).
     """
+    parts = _blocks(blocks)
     torch.manual_seed(seed)
     cell = nn.RNN(d_model, d_model, batch_first=True).to(device)  # only a holder for the weights
     lstm = nn.LSTM(d_model, d_model, batch_first=True).to(device)
-    attention = MultiHeadAttention(d_model, n_heads).to(device).eval()
-    fast = copy.deepcopy(attention)
+    attention = parts.MultiHeadAttention(d_model, n_heads).to(device).eval()
+    fast = nn.MultiheadAttention(d_model, n_heads, bias=attention.w_q.bias is not None,
+                                 batch_first=True, device=device).eval()
+    _multi_head.copy_to_torch(attention, fast)
     weights = (cell.weight_ih_l0, cell.weight_hh_l0, cell.bias_ih_l0, cell.bias_hh_l0)
 
-    with fused_kernels(fast), torch.no_grad():
-        x = torch.randn(1, 4, d_model, device=device)
-        fast(x, x, x, causal_mask(4).to(device))  # the switch's first-call check, done here
+    def fused(x: Tensor, mask: Tensor) -> Tensor:
+        # PyTorch's mask hides where it is True, the course's where it is False.
+        return fast(x, x, x, attn_mask=~mask, need_weights=False, is_causal=True)[0]
+
+    with torch.no_grad():
+        x = torch.randn(2, 5, d_model, device=device)
+        mask = parts.causal_mask(5).to(device)
+        if not torch.allclose(fused(x, mask), attention(x, x, x, mask), rtol=1e-4, atol=1e-5):
+            raise ValueError(
+                f"{type(attention).__name__}'s weights in nn.MultiheadAttention give other outputs: "
+                "the fused layer reads its projections by the names w_q, w_k, w_v and w_o"
+            )
         yield {
             "RNN (Python loop)": lambda x, mask: rnn(x, *weights),
             "nn.LSTM (C++ loop)": lambda x, mask: lstm(x),
-            "self-attention (course)": lambda x, mask: attention(x, x, x, mask),
-            "self-attention (fused)": lambda x, mask: fast(x, x, x, mask),
+            "self-attention (as written)": lambda x, mask: attention(x, x, x, mask),
+            "self-attention (fused)": fused,
         }
 
 
 def _time_shapes(
     shapes: list[tuple[int, int]], d_model: int, n_heads: int, repeats: int,
     rnn: Callable[..., tuple[Tensor, Tensor]], seed: int, num_threads: int | None,
-    device: torch.device | str | None, desc: str,
+    device: torch.device | str | None, blocks: object | None, desc: str,
 ) -> dict[str, list[float]]:
     """Seconds per forward pass of every layer of :func:`sequence_layers`, for each
     ``(batch, length)`` in ``shapes``."""
     device = resolve(device)
     sync = _synchronizer(device)
-    with sequence_layers(d_model, n_heads, rnn, seed, device) as layers, torch_threads(num_threads):
+    parts = _blocks(blocks)
+    with sequence_layers(d_model, n_heads, rnn, seed, device, parts) as layers, torch_threads(num_threads):
         times: dict[str, list[float]] = {name: [] for name in layers}
         for batch, length in tqdm(shapes, desc=desc):
             x = torch.randn(batch, length, d_model, device=device)
-            mask = causal_mask(length).to(device)
+            mask = parts.causal_mask(length).to(device)
             for name, layer in layers.items():
                 times[name].append(time_call(partial(layer, x, mask), repeats, sync=sync))
     return times
@@ -143,10 +170,16 @@ def time_sequence_models(
     seed: int = 0,
     num_threads: int | None = 1,
     device: torch.device | str | None = None,
+    blocks: object | None = None,
 ) -> dict[str, list[float]]:
     """Seconds per forward pass (:func:`time_call`) of the layers of
-    :func:`sequence_layers` on inputs ``(batch, L, d_model)``, for each length in
-    ``lengths``.
+    :func:`sequence_layers` (built from ``rnn`` and ``blocks``) on inputs
+    ``(batch, L, d_model)``, for each length in ``lengths``.
+
+    ``rnn`` is the Python-loop RNN (default: the course's reference
+    :func:`~transformer_course.why.rnn_forward`) and ``blocks`` gives
+    ``MultiHeadAttention`` and ``causal_mask`` (None: the course's reference); chapter 9
+    passes the student's.
 
     The timing runs on ``device`` (None: :func:`~transformer_course.device.default_device`,
     a GPU when there is one) and, on the CPU, on ``num_threads`` threads
@@ -159,7 +192,7 @@ def time_sequence_models(
         ``{layer name: [seconds for each length]}``.
     """
     return _time_shapes([(batch, length) for length in lengths], d_model, n_heads, repeats, rnn,
-                        seed, num_threads, device, "timing lengths")
+                        seed, num_threads, device, blocks, "timing lengths")
 
 
 def time_batch_sizes(
@@ -172,10 +205,11 @@ def time_batch_sizes(
     seed: int = 0,
     num_threads: int | None = 1,
     device: torch.device | str | None = None,
+    blocks: object | None = None,
 ) -> dict[str, list[float]]:
     """Seconds per forward pass of the layers of :func:`sequence_layers` on inputs
-    ``(B, length, d_model)``, for each ``B`` in ``batch_sizes``; ``device`` and
-    ``num_threads`` as in :func:`time_sequence_models`.
+    ``(B, length, d_model)``, for each ``B`` in ``batch_sizes``; ``device``,
+    ``num_threads``, ``rnn`` and ``blocks`` as in :func:`time_sequence_models`.
 
     Hardware with many parallel units does a larger batch in about the same time until
     its units are busy; a machine without spare units takes proportionally longer.
@@ -184,7 +218,7 @@ def time_batch_sizes(
         ``{layer name: [seconds for each batch size]}``.
     """
     return _time_shapes([(batch, length) for batch in batch_sizes], d_model, n_heads, repeats, rnn,
-                        seed, num_threads, device, "timing batch sizes")
+                        seed, num_threads, device, blocks, "timing batch sizes")
 
 
 class _OperationCounter(TorchDispatchMode):
@@ -205,9 +239,11 @@ def count_operations(
     batch: int = 8,
     n_heads: int = 4,
     rnn: Callable[..., tuple[Tensor, Tensor]] = rnn_forward,
+    blocks: object | None = None,
 ) -> dict[str, list[int]]:
     """How many tensor operations one forward pass of each layer of
-    :func:`sequence_layers` dispatches, on the CPU, for each length in ``lengths``.
+    :func:`sequence_layers` (built from ``rnn`` and ``blocks``) dispatches, on the CPU,
+    for each length in ``lengths``.
 
     Operations run one after another; on a GPU each is at least one kernel launch. The
     Python loop dispatches a few per token. ``nn.LSTM`` dispatches one operation,
@@ -217,10 +253,11 @@ def count_operations(
     Returns:
         ``{layer name: [operations for each length]}``.
     """
-    with sequence_layers(d_model, n_heads, rnn) as layers:
+    parts = _blocks(blocks)
+    with sequence_layers(d_model, n_heads, rnn, blocks=parts) as layers:
         counts: dict[str, list[int]] = {name: [] for name in layers}
         for length in lengths:
-            x, mask = torch.randn(batch, length, d_model), causal_mask(length)
+            x, mask = torch.randn(batch, length, d_model), parts.causal_mask(length)
             for name, layer in layers.items():
                 with _OperationCounter() as counter:
                     layer(x, mask)
