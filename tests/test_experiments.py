@@ -1,4 +1,4 @@
-"""Chapter 09's experiments on tiny sizes: timing, recall, scaling, thread control and word vectors."""
+"""Chapter 9's experiments on tiny sizes: timing, recall, scaling, thread control and word vectors."""
 
 from types import SimpleNamespace
 

@@ -3,7 +3,7 @@
 In causal attention the keys and values of the tokens already seen never change, so a
 model that generates one token at a time keeps them instead of recomputing them: each
 step computes keys and values for the new tokens only, appends them here, and attends
-with the new queries over everything stored. Chapter 06's ``GPT`` and chapter 08's
+with the new queries over everything stored. Chapter 6's ``GPT`` and chapter 8's
 ``Llama`` both keep one cache per layer.
 """
 
@@ -18,7 +18,7 @@ class KVCache:
 
     ``k`` and ``v`` are ``(B, H, T, Dh)`` for the ``T`` positions seen, or None before
     the first :meth:`update`. ``H`` is however many key/value heads the layer stores: a
-    grouped-query layer (chapter 08) caches its ``H_kv`` heads, before sharing them out
+    grouped-query layer (chapter 8) caches its ``H_kv`` heads, before sharing them out
     among the query heads, which is where grouped-query attention saves memory.
     """
 

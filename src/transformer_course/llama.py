@@ -1,6 +1,6 @@
-"""Chapter 08: the parts that turned the 2017 Transformer into today's open LLMs.
+"""Chapter 8: the parts that turned the 2017 Transformer into today's open LLMs.
 
-RMSNorm, rotary positions (chapter 03's :func:`apply_rotary`), the gated SwiGLU
+RMSNorm, rotary positions (chapter 3's :func:`apply_rotary`), the gated SwiGLU
 feed-forward and grouped-query attention, assembled into a pre-norm, Llama-style decoder
 with a KV cache. Parameter names follow ``transformers``' Llama, so real weights load by
 name (see :mod:`transformer_course.pretrained.smollm2`).

