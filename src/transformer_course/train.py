@@ -132,7 +132,7 @@ def train(
        with a ``checkpoint`` file, ``save_checkpoint(checkpoint, model, optimizer, step,
        generator)`` when ``step`` is a multiple of ``checkpoint_interval`` or
        ``step == last`` (the last step this call makes).
-    4. Once more at the end when the run is complete (``step == steps``).
+    4. Evaluate once more at the end when the run is complete (``step == steps``).
 
     To evaluate is to append ``step`` to ``"step"`` and ``estimate_loss(model, tokens,
     batch_size, context_length, eval_batches)`` of ``train_tokens`` and of ``val_tokens``

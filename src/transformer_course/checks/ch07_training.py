@@ -1,5 +1,6 @@
 """Chapter 07 (train it yourself): visible cases and the catalogue of known mistakes of
-the loss, the optimizer, the schedule, clipping, batches, checkpoints and one update.
+the loss, the optimizer, the schedule, clipping, batches, checkpoints, one update and
+the training loop.
 
 Behaviours the chapter states, and the case that exercises each:
 
@@ -25,6 +26,16 @@ save_checkpoint, load_checkpoint
                                             the run that never stopped
 train_step
     lr set, grads cleared, clipped, step    every case
+train (on stand-ins of the pieces it calls, so that only the loop is graded)
+    batches from the seeded generator,      every case
+    lr of the 0-based step of the run,
+    max_grad_norm passed on
+    evaluation before the update, at        "12 steps, evaluations at steps 0, 4, 8 and 12",
+    multiples of eval_interval and at the   "6 steps ... an evaluation before every step"
+    end; the model back in train mode
+    stop_after, a checkpoint at the last    "10 steps with stop_after=5 ..."
+    step, resume with step and generator
+    a checkpoint every checkpoint_interval  "... interrupted by an error in the 8th update"
 """
 
 from __future__ import annotations
