@@ -736,11 +736,11 @@ TRAIN_STEP = Exercise(
 # The loop runs on stand-ins for the pieces it calls (sample_batch, cosine_schedule,
 # train_step, make_optimizer, estimate_loss, save_checkpoint, load_checkpoint), defined
 # here and put, while it runs, in place of those names in the namespace it reads them
-# from. So only the loop is graded: a
-# mistake in one of the pieces shows in that piece's own check, and the check needs
-# neither the student's pieces nor the course's. The stand-ins differ from the
-# exercises on purpose (they are not answers to them) but, like them, draw every batch
-# from the generator they are given and depend on every argument the loop passes.
+# from. So only the loop is graded: a mistake in one of the pieces shows in that piece's
+# own check, and the check needs neither the student's pieces nor the course's (a stub
+# in the student edition). The stand-ins differ from the exercises on purpose (they are
+# not answers to them) but, like them, draw every batch from the generator they are
+# given and depend on every argument the loop passes.
 
 
 class _Interrupted(RuntimeError):
