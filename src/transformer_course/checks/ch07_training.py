@@ -908,6 +908,9 @@ def _run_train(f: Any, a: dict[str, Any]) -> tuple[Tensor, ...]:
         options = {**a["options"], "checkpoint": os.path.join(folder, "checkpoint.pt"), "device": "cpu",
                    "progress": False}
         for number, extra in enumerate(a["runs"]):
+            if extra.get("resume") and not os.path.exists(options["checkpoint"]):
+                raise OutputError("the first call left no checkpoint file to resume from: save one "
+                                  "every checkpoint_interval steps and at the last step of a call")
             model = _TinyLM(crash_at=a["crash_at"] if number == 0 else None).to(dtype)
             model.load_state_dict(a["state"] if number == 0 else
                                   {k: v + 0.3 for k, v in a["state"].items()})  # other weights
