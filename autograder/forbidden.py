@@ -14,7 +14,9 @@ exercise's label gives (``"torch.nn.RNNCell (torch.rnn_tanh_cell)"``). Switching
 torch-function modes (``torch._C.DisableTorchFunction``, ``_pop_mode`` and the like)
 counts as using every forbidden function of the exercise, and so does looking functions
 up by a computed name (``getattr(torch, "soft" + "max")``, ``eval``, ``importlib``),
-which no reading of the code can check. Statements the student
+which no reading of the code can check. A forbidden Python function of the course
+(``train_language_model``) counts as used where that code names it, as a variable or an
+attribute (importing it alone does not: the notebooks import it). Statements the student
 notebooks give as they are (``LayerNorm``'s ``if self.fused: return F.layer_norm(...)``,
 off by default) are not read. The grade takes the union of what the child reported and
 what is found here: the stricter wins.
@@ -25,6 +27,7 @@ from __future__ import annotations
 import ast
 import functools
 import re
+import types
 from collections.abc import Callable
 
 from autograder.reader import kept_names
@@ -143,6 +146,18 @@ def _computed_lookup(node: ast.AST) -> str | None:
     return None
 
 
+def _course_function(func: Callable) -> bool:
+    """A forbidden Python function of the course rather than of torch."""
+    return isinstance(func, types.FunctionType) and not func.__module__.startswith("torch")
+
+
+def _named(node: ast.AST, name: str) -> list[str]:
+    """How ``node`` names ``name`` as a variable or an attribute (an import alone does not)."""
+    return [ast.unparse(sub)[:80] for sub in _walk(node, given_statements())
+            if (isinstance(sub, ast.Name) and sub.id == name)
+            or (isinstance(sub, ast.Attribute) and sub.attr == name)]
+
+
 def find(statements: list[ast.stmt], exercise: str,
          forbidden: dict[str, Callable]) -> list[str]:
     """Labels of ``forbidden`` that the code reachable from ``exercise`` uses, each with
@@ -171,8 +186,11 @@ def find(statements: list[ast.stmt], exercise: str,
     computed = next(filter(None, (_computed_lookup(n) for n in reach)), None)
     used = []
     for label, func in forbidden.items():
-        names = doors(label, func)
-        hit = next((shown for norm, name, shown in spelled if norm in names and _torch_api(name)), None)
+        if _course_function(func):  # a helper of the course: named as it is, called or passed
+            hit = next((shown for node in reach for shown in _named(node, func.__name__)), None)
+        else:
+            names = doors(label, func)
+            hit = next((shown for norm, name, shown in spelled if norm in names and _torch_api(name)), None)
         if hit is not None:
             used.append(f"{label} (your code names {hit})")
         elif tampering is not None:

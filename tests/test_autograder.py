@@ -23,7 +23,7 @@ from autograder.reader import kept_names, read_submission
 from autograder.sandbox import functions_of
 from autograder.wire import load_tensors, save_tensors
 from transformer_course.checks import exercises
-from transformer_course.checks.registry import chapters
+from transformer_course.checks.registry import chapters, get
 from transformer_course.release import strip_markers
 from transformer_course.tensor_tree import flatten, unflatten
 
@@ -200,6 +200,22 @@ def test_forbidden_builtin_costs_the_exercise(grader, tmp_path):
     assert tests["softmax"]["score"] == 0
     assert "uses torch.softmax" in tests["softmax"]["output"]
     assert tests["causal_mask"]["score"] == tests["causal_mask"]["max_score"]
+
+
+
+def test_a_forbidden_helper_of_the_course_is_found_where_the_code_names_it():
+    """train may not call train_language_model: naming it in the code reachable from
+    train counts; importing it, as the notebook's import cell does, does not."""
+    from autograder import forbidden
+
+    rules = get("train").forbidden
+    imports = "from transformer_course.training import speed_switch, train_language_model\n"
+    body = "def train(model, *args, **kwargs):\n    with speed_switch(model, False):\n        return {}\n"
+    calls = body.replace("return {}", "return train_language_model(model, *args, **kwargs)")
+    label = next(iter(rules))
+    assert forbidden.find(ast.parse(imports + calls).body, "train", rules) == [
+        f"{label} (your code names train_language_model)"]
+    assert forbidden.find(ast.parse(imports + body).body, "train", rules) == []
 
 
 # --------------------------------------------------------------------------- mutants

@@ -5,6 +5,9 @@ reference passes, every catalogued mistake fails with its own hint, a stub reads
 "not implemented yet", and a forbidden built-in is reported as such.
 """
 
+import inspect
+import types
+
 import pytest
 import torch
 
@@ -68,6 +71,14 @@ def test_forbidden_builtin_is_reported(exercise):
 
     def sneaky(*args, **kwargs):
         x = torch.zeros(2, 2)
+        if isinstance(func, types.FunctionType):  # a helper of the course: entering it is a use
+            required = [p for p in inspect.signature(func).parameters.values()
+                        if p.default is p.empty and p.kind is p.POSITIONAL_OR_KEYWORD]
+            try:
+                func(*[x] * len(required))
+            except Exception:  # called with nonsense, it fails once inside
+                pass
+            return reference(*args, **kwargs)
         for call in ((x, x, x), (x, -1), (x, (2,)), (x, x, x, x), (x, x), ([x],)):  # whichever it takes
             try:
                 func(*call)

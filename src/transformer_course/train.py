@@ -117,6 +117,29 @@ def train(
     """Train a next-token model with :func:`make_optimizer`, :func:`cosine_schedule`
     and :func:`train_step` on batches of :func:`sample_batch`.
 
+    The loop, exactly (the check compares every loss and the final weights):
+
+    1. ``optimizer = make_optimizer(model, max_lr, weight_decay)`` and a generator
+       ``torch.Generator().manual_seed(seed)``; with ``resume``,
+       ``step = load_checkpoint(checkpoint, model, optimizer, generator)`` (the weights,
+       the optimizer's state and the generator's state come back), else ``step = 0``.
+    2. The call stops at ``last = steps``, or at ``min(steps, stop_after)``.
+    3. While ``step < last``: when ``step % eval_interval == 0``, evaluate (before the
+       update); draw ``x, y = sample_batch(train_tokens, batch_size, context_length,
+       device, generator)``; ``lr = cosine_schedule(step, max_lr, min_lr, warmup_steps,
+       steps)`` with the 0-based step of the whole run; append ``train_step(model,
+       optimizer, x, y, lr, max_grad_norm)`` to ``"batch_loss"``; ``step += 1``; then,
+       with a ``checkpoint`` file, ``save_checkpoint(checkpoint, model, optimizer, step,
+       generator)`` when ``step`` is a multiple of ``checkpoint_interval`` or
+       ``step == last`` (the last step this call makes).
+    4. Evaluate once more at the end when the run is complete (``step == steps``).
+
+    To evaluate is to append ``step`` to ``"step"`` and ``estimate_loss(model, tokens,
+    batch_size, context_length, eval_batches)`` of ``train_tokens`` and of ``val_tokens``
+    to ``"train_loss"`` and ``"val_loss"``. :func:`estimate_loss` puts the model back in
+    train mode; so must anything else that evaluates. A tqdm bar (hidden when
+    ``progress`` is False) counts the steps and shows the latest losses.
+
     Args:
         model: maps ``(B, L)`` ids to ``(B, L, V)`` logits.
         train_tokens, val_tokens: 1-D arrays of ids (``np.memmap`` files, typically).
@@ -129,7 +152,8 @@ def train(
         seed: seeds the generator that draws the training batches.
         device: where to train (None: the course's default device).
         checkpoint: a file for :func:`save_checkpoint`, written every
-            ``checkpoint_interval`` steps and at the end.
+            ``checkpoint_interval`` steps (None: only at the end) and at the last step
+            the call makes.
         resume: continue from ``checkpoint`` instead of starting afresh.
         stop_after: stop (as an interrupted run would) once this many steps are done.
         progress: show a tqdm bar with the latest losses.
@@ -138,26 +162,28 @@ def train(
             fused. False: the model's code as written.
 
     Returns:
-        ``{"step", "train_loss", "val_loss"}`` at each evaluation, ``"batch_loss"`` of
-        every step made in this call, ``"first_step"`` (where this call began) and
-        ``"seconds"`` (training time, evaluation excluded).
+        ``history``: ``{"step", "train_loss", "val_loss"}`` lists at each evaluation,
+        ``"batch_loss"`` (a list of floats) of every step made in this call,
+        ``"first_step"`` (the step this call began at, an int) and ``"seconds"``
+        (training time, evaluation excluded, a float).
     """
     device = resolve(device)
     model.to(device).train()
-    optimizer = make_optimizer(model, max_lr, weight_decay)
-    generator = torch.Generator().manual_seed(seed)
-    step = load_checkpoint(checkpoint, model, optimizer, generator) if resume else 0
-    history: dict[str, Any] = {"step": [], "train_loss": [], "val_loss": [], "batch_loss": [],
-                               "first_step": step, "seconds": 0.0}
-
-    def evaluate() -> None:
-        history["step"].append(step)
-        for split, tokens in (("train_loss", train_tokens), ("val_loss", val_tokens)):
-            history[split].append(estimate_loss(model, tokens, batch_size, context_length, eval_batches))
-
-    last = steps if stop_after is None else min(steps, stop_after)
-    bar = tqdm(total=last, initial=step, desc="training", disable=not progress, mininterval=1.0)
     with speed_switch(model, fused) as report:
+        ### BEGIN SOLUTION
+        optimizer = make_optimizer(model, max_lr, weight_decay)
+        generator = torch.Generator().manual_seed(seed)
+        step = load_checkpoint(checkpoint, model, optimizer, generator) if resume else 0
+        history: dict[str, Any] = {"step": [], "train_loss": [], "val_loss": [], "batch_loss": [],
+                                   "first_step": step, "seconds": 0.0}
+
+        def evaluate() -> None:
+            history["step"].append(step)
+            for split, tokens in (("train_loss", train_tokens), ("val_loss", val_tokens)):
+                history[split].append(estimate_loss(model, tokens, batch_size, context_length, eval_batches))
+
+        last = steps if stop_after is None else min(steps, stop_after)
+        bar = tqdm(total=last, initial=step, desc="training", disable=not progress, mininterval=1.0)
         while step < last:
             if step % eval_interval == 0:
                 evaluate()
@@ -175,7 +201,8 @@ def train(
                 save_checkpoint(checkpoint, model, optimizer, step, generator)
         if step == steps:
             evaluate()
-    bar.close()
+        bar.close()
+        ### END SOLUTION
     say_fused(report)
     model.eval()
     return history

@@ -1,7 +1,8 @@
 """Correct answers to chapter 07, written the ways students write them
 (``ALTERNATIVES`` maps an exercise to its variants): other formulas for the loss and
 the update, loops instead of vectorised code, other ways to read a memory map, and a
-tokenizer trained without the incremental update."""
+tokenizer trained without the incremental update, and training loops written with a
+for loop over a tqdm range or with the bookkeeping in a class."""
 
 import math
 import os
@@ -10,6 +11,12 @@ from collections import Counter
 import numpy as np
 import regex
 import torch
+from tqdm.auto import tqdm
+
+from transformer_course.batches import sample_batch
+from transformer_course.checkpoint import load_checkpoint, save_checkpoint
+from transformer_course.optim import cosine_schedule
+from transformer_course.train import estimate_loss, make_optimizer, train_step
 
 # --------------------------------------------------------------------------- cross_entropy
 
@@ -412,6 +419,87 @@ def train_tokenizer_ids(text, vocab_size, special_tokens=(), pattern=None):
     return dict(enumerate(vocab)), merges
 
 
+# --------------------------------------------------------------------------- train
+# The pieces are looked up by name (the check puts its stand-ins in their place).
+
+
+def train_for_range(model, train_tokens, val_tokens, steps, batch_size, context_length, max_lr=2e-3,
+                    min_lr=2e-4, warmup_steps=100, weight_decay=0.1, max_grad_norm=1.0, eval_interval=250,
+                    eval_batches=20, seed=0, device=None, checkpoint=None, checkpoint_interval=None,
+                    resume=False, stop_after=None, progress=True, fused=False):
+    """A for loop over a tqdm range; the evaluations are kept as tuples until the end."""
+    model.to(device).train()
+    optimizer = make_optimizer(model, max_lr, weight_decay)
+    rng = torch.Generator()
+    rng.manual_seed(seed)
+    start = load_checkpoint(checkpoint, model, optimizer, rng) if resume else 0
+    end = min(steps, stop_after if stop_after is not None else steps)
+    evals, losses = [], []
+
+    def measure(at):
+        evals.append((at, estimate_loss(model, train_tokens, batch_size, context_length, eval_batches),
+                      estimate_loss(model, val_tokens, batch_size, context_length, eval_batches)))
+
+    for step in tqdm(range(start, end), disable=not progress):
+        if step % eval_interval == 0:
+            measure(step)
+        x, y = sample_batch(train_tokens, batch_size, context_length, device, rng)
+        losses.append(train_step(model, optimizer, x, y,
+                                 cosine_schedule(step, max_lr, min_lr, warmup_steps, steps), max_grad_norm))
+        done = step + 1
+        interval_due = checkpoint_interval is not None and done % checkpoint_interval == 0
+        if checkpoint and (done == end or interval_due):
+            save_checkpoint(checkpoint, model, optimizer, done, rng)
+    if max(start, end) == steps:
+        measure(steps)
+    model.eval()
+    return {"step": [e[0] for e in evals], "train_loss": [e[1] for e in evals],
+            "val_loss": [e[2] for e in evals], "batch_loss": losses, "first_step": start, "seconds": 0.0}
+
+
+class _Run:
+    """The state of one training call: the step, the generator and the history."""
+
+    def __init__(self, model, optimizer, seed, checkpoint, resume):
+        self.model, self.optimizer = model, optimizer
+        self.generator = torch.Generator().manual_seed(seed)
+        self.step = int(load_checkpoint(checkpoint, model, optimizer, self.generator)) if resume else 0
+        self.history = {"step": [], "train_loss": [], "val_loss": [], "batch_loss": [],
+                        "first_step": self.step, "seconds": 0.0}
+
+    def evaluate(self, splits, *args):
+        self.history["step"].append(self.step)
+        for key, tokens in splits.items():
+            self.history[key].append(estimate_loss(self.model, tokens, *args))
+
+
+def train_with_state(model, train_tokens, val_tokens, steps, batch_size, context_length, max_lr=2e-3,
+                     min_lr=2e-4, warmup_steps=100, weight_decay=0.1, max_grad_norm=1.0, eval_interval=250,
+                     eval_batches=20, seed=0, device=None, checkpoint=None, checkpoint_interval=None,
+                     resume=False, stop_after=None, progress=True, fused=False):
+    """The bookkeeping in a small class; a manually updated bar; saves tested with any()."""
+    model.to(device).train()
+    run = _Run(model, make_optimizer(model, max_lr, weight_decay), seed, checkpoint, resume)
+    splits = {"train_loss": train_tokens, "val_loss": val_tokens}
+    last = steps if stop_after is None else min(steps, stop_after)
+    with tqdm(total=last, initial=run.step, disable=not progress) as bar:
+        while run.step < last:
+            if not run.step % eval_interval:
+                run.evaluate(splits, batch_size, context_length, eval_batches)
+            lr = cosine_schedule(run.step, max_lr, min_lr, warmup_steps, steps)
+            batch = sample_batch(train_tokens, batch_size, context_length, device, run.generator)
+            run.history["batch_loss"].append(train_step(model, run.optimizer, *batch, lr, max_grad_norm))
+            run.step += 1
+            bar.update(1)
+            every = checkpoint_interval or 0
+            if checkpoint is not None and any([run.step == last, every and run.step % every == 0]):
+                save_checkpoint(checkpoint, model, run.optimizer, run.step, run.generator)
+    if run.step == steps:
+        run.evaluate(splits, batch_size, context_length, eval_batches)
+    model.eval()
+    return run.history
+
+
 ALTERNATIVES = {
     "cross_entropy": [cross_entropy_onehot, cross_entropy_loop],
     "AdamW": [AdamWTorchForm, AdamWFunctional],
@@ -423,4 +511,5 @@ ALTERNATIVES = {
     "train_step": [train_step_manual_clip, train_step_no_grad_none],
     "Tokenizer": [TokenizerBytesLoop, TokenizerCachedRegex],
     "train_tokenizer": [train_tokenizer_recount, train_tokenizer_ids],
+    "train": [train_for_range, train_with_state],
 }

@@ -1,5 +1,6 @@
 """Chapter 07 (train it yourself): visible cases and the catalogue of known mistakes of
-the loss, the optimizer, the schedule, clipping, batches, checkpoints and one update.
+the loss, the optimizer, the schedule, clipping, batches, checkpoints, one update and
+the training loop.
 
 Behaviours the chapter states, and the case that exercises each:
 
@@ -25,13 +26,27 @@ save_checkpoint, load_checkpoint
                                             the run that never stopped
 train_step
     lr set, grads cleared, clipped, step    every case
+train (on stand-ins of the pieces it calls, so that only the loop is graded)
+    batches from the seeded generator,      every case
+    lr of the 0-based step of the run,
+    max_grad_norm passed on
+    evaluation before the update, at        "12 steps, evaluations at steps 0, 4, 8 and 12",
+    multiples of eval_interval and at the   "6 steps ... an evaluation before every step"
+    end; the model back in train mode
+    stop_after, a checkpoint at the last    "10 steps with stop_after=5 ..."
+    step, resume with step and generator
+    a checkpoint every checkpoint_interval  "... interrupted by an error in the 8th update"
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import math
 import os
 import tempfile
+import types
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -48,6 +63,7 @@ from transformer_course.checks.exercise import Case, Exercise, Mistake
 from transformer_course.checks.kit import mutant, randn
 from transformer_course.checks.registry import register
 from transformer_course.checks.running import OutputError
+from transformer_course.training import train_language_model
 
 CHAPTER = "07_training"
 
@@ -715,5 +731,330 @@ TRAIN_STEP = Exercise(
     ],
 )
 
+# --------------------------------------------------------------------------- train
+#
+# The loop runs on stand-ins for the pieces it calls (sample_batch, cosine_schedule,
+# train_step, make_optimizer, estimate_loss, save_checkpoint, load_checkpoint), defined
+# here and put, while it runs, in place of those names in the namespace it reads them
+# from. So only the loop is graded: a mistake in one of the pieces shows in that piece's
+# own check, and the check needs neither the student's pieces nor the course's (a stub
+# in the student edition). The stand-ins differ from the exercises on purpose (they are
+# not answers to them) but, like them, draw every batch from the generator they are
+# given and depend on every argument the loop passes.
+
+
+class _Interrupted(RuntimeError):
+    """Raised by the stand-in model to stop a run the way a crash would."""
+
+
+class _TinyLM(nn.Module):
+    """A bigram model whose hidden state is halved in train mode (a deterministic
+    stand-in for dropout, so that training in eval mode shows). ``crash_at``: the
+    training forward pass (counted from 1) that raises :class:`_Interrupted`."""
+
+    def __init__(self, crash_at: int | None = None):
+        super().__init__()
+        self.emb = nn.Embedding(_V, _D)
+        self.out = nn.Linear(_D, _V)
+        self.crash_at, self.passes = crash_at, 0
+
+    def forward(self, x: Tensor) -> Tensor:
+        h = torch.tanh(self.emb(x))
+        if self.training:
+            self.passes += 1
+            if self.passes == self.crash_at:
+                raise _Interrupted(f"the run stops at training forward pass {self.passes}")
+            h = 0.5 * h
+        return self.out(h)
+
+
+def _batch_stand_in(tokens, batch_size, context_length, device=None, generator=None):
+    """Windows whose starts come from ``torch.rand`` on ``generator`` (the global RNG
+    when it is None)."""
+    starts = (torch.rand(batch_size, generator=generator, dtype=torch.float64)
+              * (len(tokens) - context_length)).long()
+    data = torch.from_numpy(np.asarray(tokens, dtype=np.int64))
+    windows = data[starts[:, None] + torch.arange(context_length + 1)]
+    return windows[:, :-1].to(device), windows[:, 1:].to(device)
+
+
+def _schedule_stand_in(step, max_lr, min_lr, warmup_steps, total_steps):
+    """Warmup to ``max_lr`` over ``warmup_steps + 1`` steps, then an exponential decay
+    that reaches ``min_lr`` at ``total_steps``."""
+    if step < warmup_steps:
+        return max_lr * (step + 1) / (warmup_steps + 1)
+    return max_lr * (min_lr / max_lr) ** min(1.0, (step - warmup_steps) / (total_steps - warmup_steps))
+
+
+def _step_stand_in(model, optimizer, x, y, lr, max_grad_norm=1.0):
+    """One update that clips every gradient entry to ``[-max_grad_norm, max_grad_norm]``."""
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    optimizer.zero_grad()
+    loss = F.cross_entropy(model(x).flatten(0, 1), y.flatten())
+    loss.backward()
+    if max_grad_norm is not None:
+        for p in model.parameters():
+            p.grad.clamp_(-max_grad_norm, max_grad_norm)
+    optimizer.step()
+    return loss.item()
+
+
+def _optimizer_stand_in(model, lr, weight_decay):
+    return torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+
+
+def _eval_stand_in(model, tokens, batch_size, context_length, n_batches, seed=0):
+    """Mean loss on ``n_batches`` batches from a generator seeded ``seed``; the model's
+    mode comes back as it was."""
+    was_training = model.training
+    model.eval()
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        losses = [F.cross_entropy(model(x).flatten(0, 1), y.flatten()).item()
+                  for x, y in (_batch_stand_in(tokens, batch_size, context_length, "cpu", generator)
+                               for _ in range(n_batches))]
+    model.train(was_training)
+    return sum(losses) / n_batches
+
+
+def _save_stand_in(path, model, optimizer, step, generator):
+    torch.save([int(step), model.state_dict(), optimizer.state_dict(), generator.get_state()], path)
+
+
+def _load_stand_in(path, model, optimizer, generator):
+    step, weights, moments, rng = torch.load(path)
+    model.load_state_dict(weights)
+    optimizer.load_state_dict(moments)
+    generator.set_state(rng)
+    return step
+
+
+_STAND_INS = {"sample_batch": _batch_stand_in, "cosine_schedule": _schedule_stand_in,
+              "train_step": _step_stand_in, "make_optimizer": _optimizer_stand_in,
+              "estimate_loss": _eval_stand_in, "save_checkpoint": _save_stand_in,
+              "load_checkpoint": _load_stand_in}
+
+
+@contextlib.contextmanager
+def _stand_ins(f: Any) -> Iterator[None]:
+    """Put the stand-ins in place of the pieces in the namespace ``f`` reads its names
+    from (a notebook's, a submission's), for the helpers and classes of that namespace
+    that ``f`` calls as well; the names come back as they were on exit. A catalogued
+    mistake (a ``functools.partial``) calls the stand-ins itself."""
+    if isinstance(f, functools.partial):
+        yield
+        return
+    if not isinstance(f, types.FunctionType):
+        raise OutputError(f"train should be a function (def train(...)), got {type(f).__name__}")
+    namespace = f.__globals__
+    saved = {name: namespace[name] for name in _STAND_INS if name in namespace}
+    namespace.update(_STAND_INS)
+    try:
+        yield
+    finally:
+        for name in _STAND_INS:
+            if name in saved:
+                namespace[name] = saved[name]
+            else:
+                namespace.pop(name, None)
+
+
+def _train_cases(seed: int) -> list[Case]:
+    g = torch.Generator().manual_seed(seed)
+
+    def case(name: str, runs: list[dict[str, Any]], crash_at: int | None = None, **options: Any) -> Case:
+        state = {k: randn(g, *v.shape, dtype=torch.float64) for k, v in _TinyLM().state_dict().items()}
+        return Case(name, {"state": state, "train": torch.randint(_V, (300,), generator=g),
+                           "val": torch.randint(_V, (120,), generator=g), "runs": runs,
+                           "crash_at": crash_at, "options": {"seed": seed, **options}})
+
+    return [
+        case("12 steps, evaluations at steps 0, 4, 8 and 12 (the end), warmup 3, max_grad_norm=0.05",
+             [{}], steps=12, batch_size=_B, context_length=_L, max_lr=0.05, min_lr=0.005,
+             warmup_steps=3, weight_decay=0.3, max_grad_norm=0.05, eval_interval=4, eval_batches=2),
+        case("10 steps with stop_after=5 and a checkpoint every 3 steps; a fresh model resumes "
+             "from the checkpoint; evaluations every 5 steps",
+             [{"stop_after": 5}, {"resume": True}], steps=10, batch_size=_B, context_length=_L,
+             max_lr=0.08, min_lr=0.01, warmup_steps=2, eval_interval=5, eval_batches=1,
+             checkpoint_interval=3),
+        case("11 steps, checkpoint every 3 steps; the run is interrupted by an error in the 8th "
+             "update and resumed from the checkpoint of step 6",
+             [{}, {"resume": True}], crash_at=8, steps=11, batch_size=2, context_length=4,
+             max_lr=0.1, min_lr=0.02, warmup_steps=2, eval_interval=4, eval_batches=2,
+             checkpoint_interval=3),
+        case("6 steps, no warmup, an evaluation before every step", [{}], steps=6, batch_size=4,
+             context_length=3, max_lr=0.03, min_lr=0.003, warmup_steps=0, eval_interval=1,
+             eval_batches=1),
+    ]
+
+
+_HISTORY = ("batch_loss", "step", "train_loss", "val_loss")
+
+
+def _run_train(f: Any, a: dict[str, Any]) -> tuple[Tensor, ...]:
+    """Each of the case's calls on a model of its own that starts from the case's
+    weights (a resumed call gets its weights from the checkpoint): the histories of the
+    calls that return, joined, the step each began at and the final weights."""
+    dtype = a["state"]["emb.weight"].dtype
+    joined: dict[str, list] = {key: [] for key in _HISTORY}
+    first_steps = []
+    with tempfile.TemporaryDirectory(dir=os.getcwd()) as folder:
+        splits = []
+        for split in ("train", "val"):
+            path = os.path.join(folder, f"{split}.bin")
+            a[split].numpy().astype(np.uint16).tofile(path)
+            splits.append(np.memmap(path, dtype=np.uint16, mode="r"))
+        options = {**a["options"], "checkpoint": os.path.join(folder, "checkpoint.pt"), "device": "cpu",
+                   "progress": False}
+        for number, extra in enumerate(a["runs"]):
+            if extra.get("resume") and not os.path.exists(options["checkpoint"]):
+                raise OutputError("the first call left no checkpoint file to resume from: save one "
+                                  "every checkpoint_interval steps and at the last step of a call")
+            model = _TinyLM(crash_at=a["crash_at"] if number == 0 else None).to(dtype)
+            model.load_state_dict(a["state"] if number == 0 else
+                                  {k: v + 0.3 for k, v in a["state"].items()})  # other weights
+            try:
+                with torch.enable_grad(), _stand_ins(f):
+                    history = f(model, *splits, **options, **extra)
+            except _Interrupted:
+                continue
+            if not isinstance(history, dict):
+                raise OutputError(f"train should return the history dict, got {type(history).__name__}")
+            missing = [key for key in (*_HISTORY, "first_step") if key not in history]
+            if missing:
+                raise OutputError(f"the history has no {missing[0]!r} entry")
+            for key in _HISTORY:
+                joined[key] += [float(v) for v in history[key]]
+            first_steps.append(int(history["first_step"]))
+        del splits
+    params = torch.cat([p.detach().flatten() for p in model.parameters()])
+    return (torch.tensor(joined["batch_loss"], dtype=torch.float64),
+            torch.tensor(joined["step"], dtype=torch.long),
+            torch.tensor(joined["train_loss"], dtype=torch.float64),
+            torch.tensor(joined["val_loss"], dtype=torch.float64),
+            torch.tensor(first_steps, dtype=torch.long), params)
+
+
+def _loop(model, train_tokens, val_tokens, steps, batch_size, context_length, max_lr=2e-3, min_lr=2e-4,
+          warmup_steps=100, weight_decay=0.1, max_grad_norm=1.0, eval_interval=250, eval_batches=20, seed=0,
+          device=None, checkpoint=None, checkpoint_interval=None, resume=False, stop_after=None,
+          progress=True, fused=False, *, schedule_shift=0, eval_after=False, final_eval=True,
+          own_generator=True, resume_step=True, generator_first=True, schedule_from_start=False,
+          schedule_total="steps", interval_saves=True, last_save=True, save_before_count=False,
+          restore_mode=True, obey_stop=True, pass_clip=True):
+    """The loop with one step switchable, on the stand-ins."""
+    model.to(device).train()
+    optimizer = _optimizer_stand_in(model, max_lr, weight_decay)
+    generator = torch.Generator().manual_seed(seed)
+    step = _load_stand_in(checkpoint, model, optimizer, generator) if resume else 0
+    if resume and not generator_first:
+        generator = torch.Generator().manual_seed(seed)
+    if not resume_step:
+        step = 0
+    first = step
+    history = {"step": [], "train_loss": [], "val_loss": [], "batch_loss": [], "first_step": step,
+               "seconds": 0.0}
+
+    def evaluate(at: int) -> None:
+        if not restore_mode:
+            model.eval()
+        history["step"].append(at)
+        for split, tokens in (("train_loss", train_tokens), ("val_loss", val_tokens)):
+            history[split].append(_eval_stand_in(model, tokens, batch_size, context_length, eval_batches))
+
+    last = steps if stop_after is None or not obey_stop else min(steps, stop_after)
+    total = {"steps": steps, "last": last}[schedule_total]
+    while step < last:
+        if step % eval_interval == 0 and not eval_after:
+            evaluate(step)
+        x, y = _batch_stand_in(train_tokens, batch_size, context_length, device,
+                               generator if own_generator else None)
+        at = step - first if schedule_from_start else step
+        lr = _schedule_stand_in(at + schedule_shift, max_lr, min_lr, warmup_steps, total)
+        clip = (max_grad_norm,) if pass_clip else ()
+        history["batch_loss"].append(_step_stand_in(model, optimizer, x, y, lr, *clip))
+        if step % eval_interval == 0 and eval_after:
+            evaluate(step)
+        due = (step + 1 == last and last_save) or (
+            interval_saves and checkpoint_interval and (step + 1) % checkpoint_interval == 0)
+        if checkpoint is not None and due and save_before_count:
+            _save_stand_in(checkpoint, model, optimizer, step, generator)
+        step += 1
+        if checkpoint is not None and due and not save_before_count:
+            _save_stand_in(checkpoint, model, optimizer, step, generator)
+    if step == steps and final_eval:
+        evaluate(step)
+    model.eval()
+    return history
+
+
+TRAIN = Exercise(
+    name="train",
+    chapter=CHAPTER,
+    reference=ref_train.train,
+    make_cases=_train_cases,
+    run=_run_train,
+    outputs=("batch_loss", "eval_step", "train_loss", "val_loss", "first_step", "params"),
+    atol64=1e-12,
+    forbidden={"transformer_course.training.train_language_model": train_language_model},
+    mistakes=[
+        Mistake("schedule one step ahead",
+                "The learning rate is that of the next step: call cosine_schedule(step, ...) with "
+                "the 0-based step of the update about to be made, before step += 1.",
+                mutant(_loop, schedule_shift=1)),
+        Mistake("evaluated after the update",
+                "The evaluation at a step comes before that step's update (step % eval_interval == 0 "
+                "at the top of the loop): the loss at step 0 is the untrained model's.",
+                mutant(_loop, eval_after=True)),
+        Mistake("no final evaluation",
+                "The run ends without evaluating: once the last step is made (step == steps), "
+                "evaluate once more, so the history ends with the final model's losses.",
+                mutant(_loop, final_eval=False)),
+        Mistake("batches from the global RNG",
+                "The batches come from the global random generator: pass the generator seeded "
+                "with seed to sample_batch(train_tokens, batch_size, context_length, device, "
+                "generator), so the batches follow seed and a checkpoint can restore them.",
+                mutant(_loop, own_generator=False)),
+        Mistake("resume restarts at step 0",
+                "After resuming, the loop starts again at step 0: continue from the step that "
+                "load_checkpoint returns.", mutant(_loop, resume_step=False)),
+        Mistake("generator made after the checkpoint is loaded",
+                "The generator is seeded again after load_checkpoint restored it, so the resumed "
+                "run draws the batches of a fresh run: create it before loading, and leave it.",
+                mutant(_loop, generator_first=False)),
+        Mistake("schedule restarts on resume",
+                "After resuming, the schedule starts again from its warmup: its step is the step "
+                "of the whole run, not the number of steps this call made.",
+                mutant(_loop, schedule_from_start=True)),
+        Mistake("schedule ends at stop_after",
+                "The schedule decays over the steps of this call; its total_steps is steps, the "
+                "whole run, even when stop_after stops the call earlier.",
+                mutant(_loop, schedule_total="last")),
+        Mistake("no checkpoint every checkpoint_interval steps",
+                "After a crash the run resumes from the last checkpoint, and there was none: "
+                "save one whenever the step count is a multiple of checkpoint_interval.",
+                mutant(_loop, interval_saves=False)),
+        Mistake("no checkpoint at the last step",
+                "A call that stops (stop_after) must save a checkpoint at its last step, or the "
+                "resumed run repeats the steps made since the previous one.",
+                mutant(_loop, last_save=False)),
+        Mistake("checkpoint saved before the step is counted",
+                "The checkpoint holds the number of updates made so far: save it after step += 1, "
+                "or the resumed run makes the last update again.",
+                mutant(_loop, save_before_count=True)),
+        Mistake("model left in eval mode",
+                "After evaluating, the model stays in eval mode and trains that way (dropout "
+                "off): estimate_loss restores the mode; anything else that calls model.eval() "
+                "must call model.train() afterwards.", mutant(_loop, restore_mode=False)),
+        Mistake("stop_after ignored",
+                "The call runs all the steps although stop_after says to stop: the last step of "
+                "this call is min(steps, stop_after).", mutant(_loop, obey_stop=False)),
+        Mistake("max_grad_norm not passed",
+                "train_step clips with its default limit: pass max_grad_norm on.",
+                mutant(_loop, pass_clip=False)),
+    ],
+)
+
 register(CROSS_ENTROPY, ADAMW, COSINE_SCHEDULE, CLIP_GRAD_NORM, SAMPLE_BATCH, SAVE_CHECKPOINT,
-         LOAD_CHECKPOINT, TRAIN_STEP)
+         LOAD_CHECKPOINT, TRAIN_STEP, TRAIN)

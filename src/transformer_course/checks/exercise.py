@@ -49,7 +49,8 @@ class Exercise:
         outputs: names of the returned tensors; one name means a single tensor,
             several mean a tuple in that order.
         mistakes: the catalogue of known wrong variants.
-        forbidden: ``{label: torch function}`` that the implementation may not call.
+        forbidden: ``{label: function}`` that the implementation may not call: torch
+            functions, or Python functions such as the course's own helpers.
         rtol, atol: the floor of the tolerance for floating-point outputs (float64
             cases use ``atol64``); on top of it comes ``judging.BAND_FACTOR`` times the
             reference's own error on the case (see ``prepare.prepare``).

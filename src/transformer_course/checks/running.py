@@ -3,7 +3,9 @@ forbidden torch functions it calls, without touching the caller's global state."
 
 from __future__ import annotations
 
+import sys
 import traceback
+import types
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -22,18 +24,44 @@ class OutputError(Exception):
 
 class _ForbiddenCalls(TorchFunctionMode):
     """Records calls to forbidden torch functions, however they are reached
-    (``torch.softmax``, ``F.softmax``, ``x.softmax``, or inside ``nn.LayerNorm``)."""
+    (``torch.softmax``, ``F.softmax``, ``x.softmax``, or inside ``nn.LayerNorm``), and
+    to forbidden Python functions (the course's own helpers), seen by a profile hook
+    that passes every event on to the hook already installed."""
 
     def __init__(self, forbidden: dict[str, Callable]):
         super().__init__()
         self.labels = {func: label for label, func in forbidden.items()}
+        self.codes = {func.__code__: label for label, func in forbidden.items()
+                      if isinstance(func, types.FunctionType)}
         self.used: list[str] = []
+        self.previous: Any = None
+
+    def _record(self, label: str) -> None:
+        if label not in self.used:
+            self.used.append(label)
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         label = self.labels.get(func)
-        if label is not None and label not in self.used:
-            self.used.append(label)
+        if label is not None:
+            self._record(label)
         return func(*args, **(kwargs or {}))
+
+    def _profile(self, frame, event, arg):
+        if event == "call" and frame.f_code in self.codes:
+            self._record(self.codes[frame.f_code])
+        if self.previous is not None:
+            self.previous(frame, event, arg)
+
+    def __enter__(self):
+        if self.codes:
+            self.previous = sys.getprofile()
+            sys.setprofile(self._profile)
+        return super().__enter__()
+
+    def __exit__(self, *exc):
+        if self.codes:
+            sys.setprofile(self.previous)
+        return super().__exit__(*exc)
 
 
 def collect_outputs(raw: Any, names: Sequence[str]) -> dict[str, Tensor]:
