@@ -252,3 +252,30 @@ def test_a_decorated_function_is_kept_from_its_own_source(folder, tmp_path):
     assert check(student.causal_mask).passed
     text = (folder / "causal_mask.py").read_text()
     assert "@torch.no_grad()\ndef causal_mask(seq_len):" in text and "DIAGONAL = 0" in text
+
+
+def test_a_shells_wrapper_of_a_builtin_is_the_builtin_in_the_kept_file(folder, tmp_path):
+    """IPython puts its own ``open`` (``functools.wraps`` of the builtin, to warn about
+    stdin) in every notebook's namespace; a function that opens a file is kept, and its
+    kept file uses the builtin."""
+    student = notebook(tmp_path, '''
+        import functools
+        import io
+
+        import torch
+
+
+        @functools.wraps(io.open)
+        def open(file, *args, **kwargs):  # what IPython's shell does
+            return io.open(file, *args, **kwargs)
+
+
+        def save_checkpoint(path, model, optimizer, step, generator):
+            with open(path, "wb") as f:
+                torch.save({"step": step, "rng": generator.get_state(), "model": model.state_dict(),
+                            "optimizer": optimizer.state_dict()}, f)
+    ''')
+    result = check(student.save_checkpoint)
+    assert result.passed, result
+    text = (folder / "save_checkpoint.py").read_text()
+    assert 'with open(path, "wb") as f:' in text and "def open" not in text and "import io" not in text
