@@ -1,4 +1,4 @@
-"""Correct answers to chapter 07, written the ways students write them
+"""Correct answers to chapter 7, written the ways students write them
 (``ALTERNATIVES`` maps an exercise to its variants): other formulas for the loss and
 the update, loops instead of vectorised code, other ways to read a memory map, and a
 tokenizer trained without the incremental update, and training loops written with a
@@ -16,6 +16,7 @@ from tqdm.auto import tqdm
 from transformer_course.batches import sample_batch
 from transformer_course.checkpoint import load_checkpoint, save_checkpoint
 from transformer_course.optim import cosine_schedule
+from transformer_course.tokenizer import GPT2_PATTERN
 from transformer_course.train import estimate_loss, make_optimizer, train_step
 
 # --------------------------------------------------------------------------- cross_entropy
@@ -244,7 +245,7 @@ def train_step_no_grad_none(model, optimizer, x, y, lr, max_grad_norm=1.0):
 class TokenizerBytesLoop:
     """Encodes with a priority scan over byte strings, one merge at a time."""
 
-    def __init__(self, vocab, merges, special_tokens=None, pattern=None):
+    def __init__(self, vocab, merges, special_tokens=None, pattern=GPT2_PATTERN):
         self.vocab = vocab
         self.inverse = {}
         for i in sorted(vocab):
@@ -288,7 +289,7 @@ class TokenizerBytesLoop:
 class TokenizerCachedRegex:
     """Splits specials with one regex, pieces by finditer; merges by rank with a cache."""
 
-    def __init__(self, vocab, merges, special_tokens=None, pattern=None):
+    def __init__(self, vocab, merges, special_tokens=None, pattern=GPT2_PATTERN):
         self.vocab = dict(vocab)
         self.token_id = {b: i for i, b in sorted(self.vocab.items(), reverse=True)}
         self.merge_rank = {(a, b): n for n, (a, b) in enumerate(merges)}
@@ -345,7 +346,7 @@ def _pieces(text, special_tokens, pattern):
     return Counter(p for part in text_parts for p in regex.findall(pattern, part))
 
 
-def train_tokenizer_recount(text, vocab_size, special_tokens=None, pattern=None):
+def train_tokenizer_recount(text, vocab_size, special_tokens=None, pattern=GPT2_PATTERN):
     special_tokens = special_tokens or []
     pieces = _pieces(text, special_tokens, pattern)
     words = {tuple(bytes([b]) for b in w.encode()): n for w, n in pieces.items()}
@@ -379,7 +380,7 @@ def train_tokenizer_recount(text, vocab_size, special_tokens=None, pattern=None)
     return vocab, merges
 
 
-def train_tokenizer_ids(text, vocab_size, special_tokens=(), pattern=None):
+def train_tokenizer_ids(text, vocab_size, special_tokens=(), pattern=GPT2_PATTERN):
     """Works on ids, keeps pair counts in a dict updated piece by piece."""
     special_tokens = list(special_tokens or ())
     counts = _pieces(text, special_tokens, pattern)

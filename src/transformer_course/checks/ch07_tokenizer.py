@@ -1,4 +1,4 @@
-"""Chapter 07 (train it yourself), its tokenizer: visible cases and the catalogue of
+"""Chapter 7 (train it yourself), its tokenizer: visible cases and the catalogue of
 known mistakes of byte-level BPE with pre-tokenization and special tokens.
 
 Behaviours the chapter states, and the case that exercises each:
@@ -34,6 +34,12 @@ from transformer_course.checks.registry import register
 
 CHAPTER = "07_training"
 _PATTERNS = {"gpt2": ref.GPT2_PATTERN, "smollm2": ref.SMOLLM2_PATTERN}
+
+
+def _pattern(a: dict[str, Any]) -> tuple[str, ...]:
+    """The pattern argument of a case: none at all for "default", so that a case calls the
+    student's code with the signature's own default (which must be GPT-2's pattern)."""
+    return () if a["pattern"] == "default" else (_PATTERNS[a["pattern"]],)
 
 _SHAKESPEARE = (
     "To be, or not to be, that is the question:\nWhether 'tis nobler in the mind to suffer\n"
@@ -82,17 +88,18 @@ def _tokenizer_cases(seed: int) -> list[Case]:
               "decode_ids": []}),
         Case("multi-byte UTF-8; decode: a character cut in two is replaced",
              {**trained(_UTF8, 280), "texts": ["café 東京 ½ 🤗"], "decode_ids": list("é ½".encode())[:-1]}),
-        Case("hand-made merges (c, ' ') -> 'c ' (never inside a piece), (b, c) -> 'bc', then (a, b)",
+        Case("hand-made merges (c, ' ') -> 'c ' (never inside a piece), (b, c) -> 'bc', then (a, b); "
+             "no pattern given: the default is GPT-2's",
              {"vocab": [*bytes_only, list(b"c "), list(b"bc"), list(b"ab")],
               "merges": [[[99], [32]], [[98], [99]], [[97], [98]]],
-              "special_tokens": [], "pattern": "gpt2", "texts": ["abc abcbc cab"], "decode_ids": []}),
+              "special_tokens": [], "pattern": "default", "texts": ["abc abcbc cab"], "decode_ids": []}),
     ]
 
 
 def _run_tokenizer(cls: Any, a: dict[str, Any]) -> tuple[Tensor, Tensor]:
     vocab = {i: bytes(b) for i, b in enumerate(a["vocab"])}
     merges = [(bytes(x), bytes(y)) for x, y in a["merges"]]
-    tok = cls(vocab, merges, a["special_tokens"], _PATTERNS[a["pattern"]])
+    tok = cls(vocab, merges, a["special_tokens"], *_pattern(a))
     ids = [list(tok.encode(text)) for text in a["texts"]]
     decoded = [tok.decode(i) for i in ids]
     if a["decode_ids"]:
@@ -177,8 +184,9 @@ TOKENIZER = Exercise(
 
 def _train_cases(seed: int) -> list[Case]:
     return [
-        Case("ties everywhere (vocab_size=262)", {"text": "abab cdcd abab cdcd xyxy", "vocab_size": 262,
-                                                  "special_tokens": [], "pattern": "gpt2"}),
+        Case("ties everywhere (vocab_size=262); no pattern given: the default is GPT-2's",
+             {"text": "abab cdcd abab cdcd xyxy", "vocab_size": 262, "special_tokens": [],
+              "pattern": "default"}),
         Case("Shakespeare (vocab_size=320)", {"text": _SHAKESPEARE, "vocab_size": 320, "special_tokens": [],
                                               "pattern": "gpt2"}),
         Case("special tokens '<|endoftext|>' and '<|pad|>' (vocab_size=300)",
@@ -194,7 +202,7 @@ def _train_cases(seed: int) -> list[Case]:
 
 
 def _run_train(f: Any, a: dict[str, Any]) -> tuple[Tensor, Tensor]:
-    vocab, merges = f(a["text"], a["vocab_size"], a["special_tokens"], _PATTERNS[a["pattern"]])
+    vocab, merges = f(a["text"], a["vocab_size"], a["special_tokens"], *_pattern(a))
     return (_flat_bytes([bytes(t) for pair in merges for t in pair]),
             _flat_bytes([bytes(vocab[i]) for i in range(len(vocab))]))
 
