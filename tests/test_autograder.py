@@ -229,7 +229,7 @@ def _chapter_source(chapter: str) -> str:
     """The reference modules of a chapter, as one submission (what a perfect student
     writes; the grader runs it as the student's own code)."""
     modules = dict.fromkeys(sys.modules[e.reference.__module__] for e in exercises(chapter))
-    # A module that imports a sibling's exercise (chapter 07's loop uses its loss) would
+    # A module that imports a sibling's exercise (chapter 7's loop uses its loss) would
     # rebind the submission's own definition to the reference: the student defines it.
     own = "|".join(re.escape(m.__name__) for m in modules)
     return "\n\n".join(re.sub(rf"^from (?:{own}) import .*$", "", _module_source(m), flags=re.M)

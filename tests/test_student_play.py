@@ -208,13 +208,7 @@ def played(student, tmp_path_factory) -> tuple[Path, Path, dict[str, tuple[dict,
 # Chapter 7's alternatives of Tokenizer and train_tokenizer default pattern=None where the
 # exercise gives pattern=GPT2_PATTERN, and check() has no case that leaves the default, so
 # both pass their checks and the notebook's first call without a pattern fails.
-KNOWN = {"07_training": "tests/alternatives/ch07_training.py: Tokenizer and train_tokenizer "
-                        "default pattern=None, not GPT2_PATTERN, and no check case uses the default"}
-
-
-@pytest.mark.parametrize("chapter", [
-    pytest.param(c, marks=pytest.mark.xfail(reason=KNOWN[c], strict=True)) if c in KNOWN else c
-    for c in PLAYED])
+@pytest.mark.parametrize("chapter", PLAYED)
 def test_chapter_runs_on_the_students_own_code(played, chapter):
     python, folder, results = played
     number = PLAYED.index(chapter) + 1

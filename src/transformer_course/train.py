@@ -1,4 +1,4 @@
-"""Chapter 07: the training loop, written from the chapter's own pieces.
+"""Chapter 7: the training loop, written from the chapter's own pieces.
 
 One update (:func:`train_step`) sets the scheduled learning rate, computes the loss,
 back-propagates, clips the global gradient norm and steps the optimizer.

@@ -1,4 +1,4 @@
-"""Correct answers to chapter 08, written the ways students write them
+"""Correct answers to chapter 8, written the ways students write them
 (``ALTERNATIVES`` maps an exercise to its variants)."""
 
 import math

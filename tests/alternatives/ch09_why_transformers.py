@@ -1,4 +1,4 @@
-"""Correct answers to chapter 09, written the ways students write them
+"""Correct answers to chapter 9, written the ways students write them
 (``ALTERNATIVES`` maps an exercise to its variants)."""
 
 import torch

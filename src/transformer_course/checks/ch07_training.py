@@ -1,4 +1,4 @@
-"""Chapter 07 (train it yourself): visible cases and the catalogue of known mistakes of
+"""Chapter 7 (train it yourself): visible cases and the catalogue of known mistakes of
 the loss, the optimizer, the schedule, clipping, batches, checkpoints, one update and
 the training loop.
 
