@@ -520,6 +520,11 @@ class _Bigram(nn.Module):
         return self.out(torch.tanh(self.emb(x)))
 
 
+def _loss(model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
+    """The mean next-token cross-entropy of ``model`` on ``x, y (B, L)``."""
+    return F.cross_entropy(model(x).flatten(0, 1), y.flatten())
+
+
 def _ckpt_cases(seed: int) -> list[Case]:
     g = torch.Generator().manual_seed(seed)
     cases = []
@@ -548,7 +553,7 @@ def _train(model, optimizer, generator, data, start: int, n: int) -> list[float]
             y = torch.stack([data[i + 1 : i + 1 + _L] for i in s.tolist()])
             for group in optimizer.param_groups:
                 group["lr"] = 0.05 / (1 + step)
-            loss = F.cross_entropy(model(x).flatten(0, 1), y.flatten())
+            loss = _loss(model, x, y)
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
@@ -694,7 +699,7 @@ def _step(model, optimizer, x, y, lr, max_grad_norm=1.0, *, set_lr=True, zero="b
     if set_lr:
         for group in optimizer.param_groups:
             group["lr"] = lr
-    loss = F.cross_entropy(model(x).flatten(0, 1), y.flatten())
+    loss = _loss(model, x, y)
     if zero == "before":
         optimizer.zero_grad()
     loss.backward()
@@ -747,15 +752,13 @@ class _Interrupted(RuntimeError):
     """Raised by the stand-in model to stop a run the way a crash would."""
 
 
-class _TinyLM(nn.Module):
-    """A bigram model whose hidden state is halved in train mode (a deterministic
+class _TinyLM(_Bigram):
+    """The bigram model with its hidden state halved in train mode (a deterministic
     stand-in for dropout, so that training in eval mode shows). ``crash_at``: the
     training forward pass (counted from 1) that raises :class:`_Interrupted`."""
 
     def __init__(self, crash_at: int | None = None):
         super().__init__()
-        self.emb = nn.Embedding(_V, _D)
-        self.out = nn.Linear(_D, _V)
         self.crash_at, self.passes = crash_at, 0
 
     def forward(self, x: Tensor) -> Tensor:
@@ -791,7 +794,7 @@ def _step_stand_in(model, optimizer, x, y, lr, max_grad_norm=1.0):
     for group in optimizer.param_groups:
         group["lr"] = lr
     optimizer.zero_grad()
-    loss = F.cross_entropy(model(x).flatten(0, 1), y.flatten())
+    loss = _loss(model, x, y)
     loss.backward()
     if max_grad_norm is not None:
         for p in model.parameters():
@@ -811,7 +814,7 @@ def _eval_stand_in(model, tokens, batch_size, context_length, n_batches, seed=0)
     model.eval()
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
-        losses = [F.cross_entropy(model(x).flatten(0, 1), y.flatten()).item()
+        losses = [_loss(model, x, y).item()
                   for x, y in (_batch_stand_in(tokens, batch_size, context_length, "cpu", generator)
                                for _ in range(n_batches))]
     model.train(was_training)
