@@ -306,8 +306,6 @@ def test_student_edits_runs_checks_and_is_graded_in_jupyterlab(jupyterlab, brows
         assert (shots / shot).read_bytes().startswith(b"\x89PNG")
 
 
-
-
 def test_passed_attention_runs_in_the_next_chapters_encoder(jupyterlab, browser, artifacts):
     """Chapter 2's exercises, written earlier by the student (the course's answers), run
     in the page: check(MultiHeadAttention) passes and keeps it in mine/. Chapter 4 then
